@@ -1,0 +1,3 @@
+from wechat_avatar.cli import main
+
+main()

@@ -1,0 +1,41 @@
+"""Named errors raised by the library. Only the CLI turns them into one-line messages."""
+
+
+class AvatarError(Exception):
+    """Base class: `str(err)` is a complete sentence; `hint` says what to do next."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+class UsageError(AvatarError):
+    """The command was called with something it cannot work with."""
+
+    exit_code = 2
+
+
+class DecryptError(AvatarError):
+    """An encrypted database could not be opened with the given key."""
+
+    exit_code = 2
+
+
+class SourceFormatError(AvatarError):
+    """An input file is not in any format we read, or is damaged."""
+
+    exit_code = 2
+
+
+class ConfigError(AvatarError):
+    """avatar.yaml or a flag has an invalid value."""
+
+    exit_code = 2
+
+
+class WorkspaceError(AvatarError):
+    """The workspace cannot be created, written, or belongs to another account."""
+
+    exit_code = 3
