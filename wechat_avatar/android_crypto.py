@@ -12,7 +12,7 @@ from pathlib import Path
 
 import sqlcipher3
 
-from wechat_avatar.errors import DecryptError, UsageError
+from wechat_avatar.errors import DecryptError, SourceFormatError, UsageError
 
 DEFAULT_IMEI = "1234567890ABCDEF"
 
@@ -60,6 +60,10 @@ def open_encrypted(path: Path, key: str) -> sqlcipher3.Connection:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlcipher3.DatabaseError as err:
         conn.close()
+        if "malformed" in str(err):  # the key worked on page 1, but pages are missing
+            raise SourceFormatError(
+                f"{path.name} is damaged or truncated: {err}", hint="copy EnMicroMsg.db again, while WeChat is closed"
+            ) from err
         raise DecryptError(
             f"cannot decrypt {path.name}: wrong IMEI/uin or key",
             hint="pass your phone's --imei (default 1234567890ABCDEF) and --uin, or --key",

@@ -25,8 +25,20 @@ class ChatKind(StrEnum):
 
 
 SYSTEM_WXIDS = frozenset(
-    {"filehelper", "weixin", "fmessage", "medianote", "floatbottle", "qqmail", "tmessage",
-     "qmessage", "newsapp", "notifymessage", "brandsessionholder", "officialaccounts"}
+    {
+        "filehelper",
+        "weixin",
+        "fmessage",
+        "medianote",
+        "floatbottle",
+        "qqmail",
+        "tmessage",
+        "qmessage",
+        "newsapp",
+        "notifymessage",
+        "brandsessionholder",
+        "officialaccounts",
+    }
 )
 
 

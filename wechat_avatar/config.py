@@ -8,6 +8,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -38,7 +39,21 @@ class IngestConfig(Section):
     key: str | None = Field(
         None, description="The 7-hex-char database key, if you already know it (overrides imei/uin)."
     )
+    timezone: str = Field(
+        "Asia/Shanghai",
+        description="Your local time zone (IANA name): how exports' local-time strings are read and "
+        "how times are shown.",
+    )
     batch_size: int = Field(2000, ge=1, le=100_000, description="Messages written per INSERT batch.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name like Asia/Shanghai") from None
+        return value
 
 
 class RenderConfig(Section):

@@ -1,0 +1,258 @@
+"""The `wechat-avatar` command: thin verbs that validate, call the library, and print.
+
+Library code raises named `AvatarError`s; `main()` is the one place that turns them into
+a one-line message and an exit code. Nothing here holds pipeline logic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from wechat_avatar import __version__
+from wechat_avatar.config import AvatarConfig, commented_yaml, load_config
+from wechat_avatar.errors import AvatarError, UsageError
+
+app = typer.Typer(
+    name="wechat-avatar",
+    help="Clone yourself from your own WeChat history: ingest -> dataset -> train -> serve.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+WorkspaceOpt = Annotated[
+    Path, typer.Option("--workspace", "-w", help="Workspace folder: chat.db and every stage's outputs.")
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="avatar.yaml to read (default: ./avatar.yaml if it exists)."),
+]
+DEFAULT_WORKSPACE = Path("workspace")
+
+
+def _config(path: Path | None) -> AvatarConfig:
+    if path is None and Path("avatar.yaml").is_file():
+        path = Path("avatar.yaml")
+    if path is not None and not path.is_file():
+        raise UsageError(f"config file not found: {path}", hint="`wechat-avatar init` writes one")
+    return load_config(path)
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[str, int | None], Callable[[int], None]]]:
+    """A rich progress bar; yields the hook the library calls once per long task."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns, console=err, transient=False, disable=not err.is_terminal) as bar:
+
+        def start(description: str, total: int | None) -> Callable[[int], None]:
+            task = bar.add_task(description, total=total)
+            return lambda n: bar.advance(task, n)
+
+        yield start
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        out.print(f"wechat-avatar {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Clone yourself from your own WeChat history: ingest -> dataset -> train -> serve."""
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the config.")] = Path("avatar.yaml"),
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented avatar.yaml with every setting at its default."""
+    if path.exists() and not force:
+        raise UsageError(f"{path} already exists", hint="pass --force to overwrite it")
+    header = "# wechat-avatar config. Every command reads ./avatar.yaml or --config; flags override it.\n\n"
+    path.write_text(header + commented_yaml(AvatarConfig()), encoding="utf-8")
+    out.print(f"wrote {path}. Next: [bold]wechat-avatar ingest EXPORT --workspace workspace[/]")
+
+
+@app.command()
+def synth(
+    out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="Folder to write the export into.")],
+    messages: Annotated[int, typer.Option(min=1, max=50_000_000, help="Number of messages.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same export.")] = 0,
+    imei: Annotated[str, typer.Option(help="IMEI the key is derived from.")] = "1234567890ABCDEF",
+    uin: Annotated[str, typer.Option(help="uin the key is derived from.")] = "1727374951",
+) -> None:
+    """Write a deterministic synthetic WeChat export (encrypted EnMicroMsg.db + the seed's CSVs).
+
+    The persona has learnable habits, a few rude replies, and planted PII: the fixture for
+    tests, benchmarks and the demo. No real person's data is involved.
+    """
+    from wechat_avatar.synth import synth_android
+
+    with _progress() as progress:
+        result = synth_android(out_dir, messages=messages, seed=seed, imei=imei, uin=uin,
+                               progress=progress("synth", messages))  # fmt: skip
+    out.print(
+        f"wrote {result.messages} messages of {result.self_wxid} to {result.db_path} (key {result.key}) "
+        f"and CSVs to {result.csv_dir}\nNext: [bold]wechat-avatar ingest {out_dir} --workspace workspace[/]"
+    )
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help="Exports, folders, shared_prefs.")],
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    imei: Annotated[str | None, typer.Option(help="Phone IMEI for the key (default 1234567890ABCDEF).")] = None,
+    uin: Annotated[str | None, typer.Option(help="Your WeChat uin (shared_prefs default_uin).")] = None,
+    key: Annotated[str | None, typer.Option(help="The 7-hex-char EnMicroMsg.db key, if known.")] = None,
+) -> None:
+    """Read WeChat exports into WORKSPACE/chat.db (re-ingesting adds nothing twice).
+
+    Accepts an Android EnMicroMsg.db (encrypted: key from --imei/--uin, a shared_prefs
+    folder, or --key; or already decrypted), or a folder of the seed's CSV exports of its
+    message/rcontact/userinfo/chatroom tables. Detected by content.
+    """
+    from wechat_avatar.ingest import ingest as run_ingest
+    from wechat_avatar.store import Store
+
+    cfg = _config(config)
+    overrides = {k: v for k, v in {"imei": imei, "uin": uin, "key": key}.items() if v is not None}
+    cfg.ingest = cfg.ingest.model_copy(update=overrides)
+    if key:
+        from wechat_avatar.android_crypto import check_key
+
+        check_key(key)
+    with Store.open(workspace) as store, _progress() as progress:
+        reports = run_ingest(paths, store, cfg, progress)
+    for r in reports:
+        skipped = ", ".join(f"{n} {why}" for why, n in r.skipped.most_common()) or "none"
+        repaired = ", ".join(f"{n} {what}" for what, n in r.repaired.most_common())
+        out.print(
+            f"[bold]{r.kind}[/] {r.path}: read {r.read}, added {r.added}, already stored {r.already_stored}, "
+            f"skipped {skipped}" + (f", repaired {repaired}" if repaired else "")
+        )
+        problems = {s: n for s, n in r.statuses.items() if s in {"unknown", "failed"}}
+        if problems:
+            out.print(f"  kept raw with an unknown placeholder: {problems}")
+    table = Table("category", "messages", title="rendered (this run)")
+    for name, n in sum((r.categories for r in reports), Counter()).most_common():
+        table.add_row(name, str(n))
+    out.print(table)
+    out.print(f"Next: [bold]wechat-avatar stats --workspace {workspace}[/]")
+
+
+@app.command()
+def messages(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    chat: Annotated[str | None, typer.Option(help="Only this chat (wxid, room id, remark or nickname).")] = None,
+    limit: Annotated[int | None, typer.Option(min=0, help="At most N messages.")] = None,
+) -> None:
+    """Print rendered messages as JSON lines, oldest first."""
+    from wechat_avatar.inspect import message_json
+    from wechat_avatar.store import Store
+
+    tz = ZoneInfo(_config(config).ingest.timezone)
+    with Store.open(workspace, create=False) as store:
+        for row in store.iter_view(chat=chat, limit=limit):
+            sys.stdout.write(json.dumps(message_json(row, tz), ensure_ascii=False) + "\n")
+
+
+@app.command()
+def stats(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Summarise the chat store: account, chats, contacts, messages per category and type."""
+    from wechat_avatar.inspect import store_stats
+    from wechat_avatar.store import Store
+
+    tz = ZoneInfo(_config(config).ingest.timezone)
+    with Store.open(workspace, create=False) as store:
+        summary = store_stats(store, tz)
+    if as_json:
+        out.print_json(data=summary)
+        return
+    acct = summary["account"] or {}
+    out.print(
+        f"[bold]{acct.get('nickname')}[/] ({acct.get('wxid')}): {summary['messages']} messages, "
+        f"{summary['own_messages']} yours, {summary['first']} → {summary['last']}"
+    )
+    out.print(f"chats: {summary['chats']}   contacts: {summary['contacts']}")
+    out.print(f"render status: {summary['by_status']}")
+    for title, rows in (
+        ("messages per category", summary["by_category"].items()),
+        ("busiest chats", [(c["chat"], c["messages"]) for c in summary["top_chats"]]),
+    ):
+        table = Table(title, "messages")
+        for name, n in rows:
+            table.add_row(str(name), str(n))
+        out.print(table)
+
+
+@app.command()
+def types() -> None:
+    """List message categories, their default placeholders, and which are dropped from training."""
+    from wechat_avatar.config import DEFAULT_DROP
+    from wechat_avatar.render import CATEGORIES
+
+    table = Table("category", "placeholder", "dropped", "what it is")
+    for c in CATEGORIES.values():
+        table.add_row(c.name, escape(c.placeholder), "yes" if c.name in DEFAULT_DROP else "", escape(c.doc))
+    out.print(table)
+
+
+def main() -> None:
+    """Entry point: library errors become one line and an exit code, never a traceback."""
+    try:
+        app()
+    except AvatarError as error:
+        err.print(Text.assemble(("error: ", "red"), str(error)))
+        if error.hint:
+            err.print(Text(f"hint: {error.hint}"))
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted; what was already committed to chat.db is kept")
+        sys.exit(130)
+    except OSError as error:
+        err.print(Text.assemble(("error: ", "red"), f"{error.strerror or error}: {error.filename or ''}"))
+        sys.exit(1)
+    except Exception as error:
+        if os.environ.get("WECHAT_AVATAR_DEBUG"):
+            raise
+        err.print(Text.assemble(("internal error: ", "red"), f"{type(error).__name__}: {error}"))
+        err.print("hint: this is a bug; rerun with WECHAT_AVATAR_DEBUG=1 for the traceback and report it")
+        sys.exit(70)

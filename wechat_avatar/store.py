@@ -1,0 +1,269 @@
+"""The canonical store: one SQLite file, WORKSPACE/chat.db, that every later stage reads.
+
+Writing is here and nowhere else: every source goes through the same upserts, keyed by
+natural ids, so re-ingesting adds nothing. The schema only changes through named
+migrations recorded in `schema_migrations`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from wechat_avatar.canonical import Account, Contact, Member, Message
+from wechat_avatar.errors import UsageError, WorkspaceError
+from wechat_avatar.render import Rendered
+
+STORE_NAME = "chat.db"
+
+_INITIAL = """
+CREATE TABLE account (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),  -- one exporting account per workspace
+    wxid     TEXT NOT NULL,
+    nickname TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE contacts (
+    wxid     TEXT PRIMARY KEY,
+    alias    TEXT NOT NULL DEFAULT '',
+    remark   TEXT NOT NULL DEFAULT '',
+    nickname TEXT NOT NULL DEFAULT '',
+    kind     TEXT NOT NULL               -- self|friend|group|official|openim|system|stranger
+);
+CREATE TABLE chats (
+    id   TEXT PRIMARY KEY,               -- contact wxid, or …@chatroom
+    kind TEXT NOT NULL                   -- private|group
+);
+CREATE TABLE members (
+    chat_id      TEXT NOT NULL,
+    wxid         TEXT NOT NULL,
+    display_name TEXT NOT NULL DEFAULT '',  -- the member's name inside this group
+    PRIMARY KEY (chat_id, wxid)
+);
+CREATE TABLE messages (
+    id            INTEGER PRIMARY KEY,
+    source        TEXT NOT NULL,         -- e.g. android:wxid_me
+    source_id     TEXT NOT NULL,         -- unique inside source
+    server_id     INTEGER,               -- msgSvrId where the source has one
+    chat_id       TEXT NOT NULL REFERENCES chats (id),
+    sender        TEXT NOT NULL,         -- wxid; '' for system messages
+    is_self       INTEGER NOT NULL,
+    ts_ms         INTEGER NOT NULL,      -- UTC milliseconds
+    base_type     INTEGER NOT NULL,
+    sub_type      INTEGER NOT NULL,
+    source_type   INTEGER,               -- the source's own type code
+    content       TEXT NOT NULL,         -- raw content, group prefix removed
+    text          TEXT NOT NULL,         -- rendered
+    category      TEXT NOT NULL,
+    render_status TEXT NOT NULL,         -- ok|dropped|unknown|failed
+    quote         TEXT NOT NULL DEFAULT '',
+    render_note   TEXT NOT NULL DEFAULT '',
+    UNIQUE (source, source_id)
+);
+CREATE INDEX messages_chat_time ON messages (chat_id, ts_ms);
+CREATE INDEX messages_server_id ON messages (server_id) WHERE server_id IS NOT NULL;
+CREATE TABLE ingests (
+    id          INTEGER PRIMARY KEY,
+    source      TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    path        TEXT NOT NULL,
+    finished_at TEXT NOT NULL,
+    read        INTEGER NOT NULL,
+    added       INTEGER NOT NULL,
+    skipped     INTEGER NOT NULL
+);
+-- Names resolved, for people opening chat.db in any SQLite tool.
+CREATE VIEW message_view AS
+SELECT m.id, m.chat_id, c.kind AS chat_kind,
+       COALESCE(NULLIF(cc.remark, ''), NULLIF(cc.nickname, ''), m.chat_id) AS chat_name,
+       m.sender,
+       CASE WHEN m.is_self THEN COALESCE(NULLIF(a.nickname, ''), m.sender)
+            ELSE COALESCE(NULLIF(mem.display_name, ''), NULLIF(sc.remark, ''), NULLIF(sc.nickname, ''),
+                          NULLIF(sc.alias, ''), m.sender) END AS sender_name,
+       m.is_self, m.ts_ms, m.base_type, m.sub_type, m.category, m.render_status, m.text, m.quote
+FROM messages m
+JOIN chats c ON c.id = m.chat_id
+LEFT JOIN account a ON a.id = 1
+LEFT JOIN contacts cc ON cc.wxid = m.chat_id
+LEFT JOIN contacts sc ON sc.wxid = m.sender
+LEFT JOIN members mem ON mem.chat_id = m.chat_id AND mem.wxid = m.sender;
+"""
+
+# (version, name, sql). Append only; never edit a released migration.
+MIGRATIONS: list[tuple[int, str, str]] = [(1, "initial", _INITIAL)]
+
+_MESSAGE_COLUMNS = (
+    "source, source_id, server_id, chat_id, sender, is_self, ts_ms, base_type, sub_type, source_type, "
+    "content, text, category, render_status, quote, render_note"
+)
+_INSERT_MESSAGE = (
+    f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 16)}) "
+    "ON CONFLICT (source, source_id) DO NOTHING"
+)
+_UPSERT_CONTACT = """
+INSERT INTO contacts (wxid, alias, remark, nickname, kind) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (wxid) DO UPDATE SET
+    alias    = COALESCE(NULLIF(excluded.alias, ''), alias),
+    remark   = COALESCE(NULLIF(excluded.remark, ''), remark),
+    nickname = COALESCE(NULLIF(excluded.nickname, ''), nickname),
+    kind     = CASE WHEN kind = 'stranger' OR excluded.kind = 'self' THEN excluded.kind ELSE kind END
+"""
+_UPSERT_MEMBER = """
+INSERT INTO members (chat_id, wxid, display_name) VALUES (?, ?, ?)
+ON CONFLICT (chat_id, wxid) DO UPDATE SET
+    display_name = COALESCE(NULLIF(excluded.display_name, ''), display_name)
+"""
+
+
+def message_row(msg: Message, rendered: Rendered) -> tuple[Any, ...]:
+    return (
+        msg.source, msg.source_id, msg.server_id, msg.chat_id, msg.sender, int(msg.is_self),
+        msg.timestamp_ms, msg.base_type, rendered.sub_type, msg.source_type, msg.content,
+        rendered.text, rendered.category, rendered.status, rendered.quote, rendered.note,
+    )  # fmt: skip
+
+
+class Store:
+    """A connection to chat.db with the project's only write paths."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, workspace: Path, *, create: bool = True) -> Store:
+        path = workspace / STORE_NAME
+        if not create and not path.exists():
+            raise UsageError(f"no chat store at {path}", hint="run `wechat-avatar ingest EXPORT --workspace DIR` first")
+        try:
+            workspace.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, isolation_level=None)  # we open transactions explicitly
+            conn.execute("PRAGMA journal_mode = WAL")
+        except (OSError, sqlite3.Error) as err:
+            reason = getattr(err, "strerror", None) or str(err)
+            raise WorkspaceError(
+                f"cannot use workspace {workspace}: {reason}", hint="pass a writable --workspace DIR"
+            ) from err
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        store = cls(conn, path)
+        store._migrate()
+        return store
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All or nothing: a failed ingest leaves chat.db exactly as it was."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        try:
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            done = {v for (v,) in self.conn.execute("SELECT version FROM schema_migrations")}
+        except sqlite3.Error as err:
+            raise WorkspaceError(
+                f"{self.path} is not a usable chat store: {err}", hint="move it away or pick another --workspace"
+            ) from err
+        latest = MIGRATIONS[-1][0]
+        if done and max(done) > latest:
+            raise WorkspaceError(f"{self.path} was written by a newer wechat-avatar (schema {max(done)})")
+        for version, name, sql in MIGRATIONS:
+            if version in done:
+                continue
+            with self.transaction():
+                for statement in sql.split(";\n"):
+                    if statement.strip():
+                        self.conn.execute(statement)
+                self.conn.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", (version, name, _now()))
+
+    @property
+    def schema_version(self) -> int:
+        return self.conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
+
+    # --- writes -------------------------------------------------------------------------
+
+    def set_account(self, account: Account) -> None:
+        """Pin the workspace to one exporting account; a second account is refused."""
+        current = self.account()
+        if current and current.wxid != account.wxid:
+            raise WorkspaceError(
+                f"this workspace holds {current.wxid}'s history, but the input belongs to {account.wxid}",
+                hint="use a separate --workspace for each account",
+            )
+        self.conn.execute(
+            "INSERT INTO account (id, wxid, nickname) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            "nickname = COALESCE(NULLIF(excluded.nickname, ''), nickname)",
+            (account.wxid, account.nickname),
+        )
+
+    def upsert_contacts(self, contacts: Iterable[Contact]) -> None:
+        self.conn.executemany(_UPSERT_CONTACT, ((c.wxid, c.alias, c.remark, c.nickname, str(c.kind)) for c in contacts))
+
+    def upsert_members(self, members: Iterable[Member]) -> None:
+        self.conn.executemany(_UPSERT_MEMBER, ((m.chat_id, m.wxid, m.display_name) for m in members))
+
+    def insert_messages(self, batch: list[tuple[Message, Rendered]]) -> int:
+        """Insert a batch, skipping ones already stored; returns how many were new."""
+        chats = {(m.chat_id, "group" if m.chat_id.endswith("@chatroom") else "private") for m, _ in batch}
+        self.conn.executemany("INSERT OR IGNORE INTO chats (id, kind) VALUES (?, ?)", chats)
+        before = self.conn.total_changes
+        self.conn.executemany(_INSERT_MESSAGE, (message_row(m, r) for m, r in batch))
+        return self.conn.total_changes - before
+
+    def record_ingest(self, source: str, kind: str, path: Path, read: int, added: int, skipped: int) -> None:
+        self.conn.execute(
+            "INSERT INTO ingests (source, kind, path, finished_at, read, added, skipped) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (source, kind, str(path), _now(), read, added, skipped),
+        )
+
+    # --- reads --------------------------------------------------------------------------
+
+    def account(self) -> Account | None:
+        row = self.conn.execute("SELECT wxid, nickname FROM account WHERE id = 1").fetchone()
+        return Account(*row) if row else None
+
+    def count(self, table: str) -> int:
+        if table not in {"messages", "contacts", "chats", "members", "ingests"}:
+            raise ValueError(table)
+        return self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+    def grouped(self, sql: str) -> list[tuple[Any, ...]]:
+        return self.conn.execute(sql).fetchall()
+
+    def iter_view(self, chat: str | None = None, limit: int | None = None) -> Iterator[sqlite3.Row]:
+        """Rendered messages with names resolved, oldest first; `chat` matches id or name."""
+        sql, args = "SELECT * FROM message_view", []
+        if chat:
+            sql += " WHERE chat_id = ? OR chat_name = ?"
+            args = [chat, chat]
+        sql += " ORDER BY ts_ms, id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        cursor = self.conn.execute(sql, args)
+        cursor.row_factory = sqlite3.Row
+        yield from cursor
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
