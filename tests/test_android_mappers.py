@@ -20,10 +20,10 @@ from wechat_avatar.sources.base import BadRecord
 from wechat_avatar.sources.detect import candidate_keys, uin_from_prefs
 
 
-def row(**kw: object) -> dict[str, object]:
+def row(**kw: object) -> list[object]:
     base = {"msgId": 7, "msgSvrId": 9001, "type": 1, "isSend": 0, "createTime": 1687360045123,
             "talker": "wxid_hu", "content": "对"}  # fmt: skip
-    return {**base, **kw}
+    return list({**base, **kw}.values())  # MESSAGE_COLUMNS order
 
 
 def test_key_is_first_seven_hex_of_md5_imei_uin() -> None:

@@ -118,7 +118,7 @@ def test_bad_records_inside_a_good_csv_are_counted_and_skipped(export: Any, tmp_
                        encoding="utf-8")  # fmt: skip
     result = run_cli("ingest", folder, "--workspace", tmp_path / "ws")
     assert result.returncode == 0, result.stderr
-    assert "skipped 1 wrong number of CSV fields, 1 non-numeric type" in result.stdout
+    assert "1 wrong number of CSV fields" in result.stdout and "1 non-numeric type" in result.stdout
     manifest = json.loads(export.manifest_path.read_text())
     assert count(tmp_path / "ws") == manifest["messages"]
 

@@ -171,3 +171,30 @@ def test_two_accounts_never_share_a_workspace(export: Any, tmp_path: Path) -> No
 def test_key_flag_is_validated_before_anything_is_read(tmp_path: Path) -> None:
     result = run_cli("ingest", tmp_path, "--key", "nothex!", "--workspace", tmp_path / "ws")
     assert result.returncode == 2 and "7 hex characters" in result.stderr and not (tmp_path / "ws").exists()
+
+
+def test_parallel_ingest_stores_exactly_what_serial_ingest_does(export: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    from wechat_avatar import ingest as pipeline
+    from wechat_avatar.config import AvatarConfig
+    from wechat_avatar.store import Store
+
+    monkeypatch.setattr(pipeline, "PARALLEL_MIN_MESSAGES", 1)
+    for workers, name in ((0, "serial"), (2, "parallel")):
+        cfg = AvatarConfig()
+        cfg.ingest.render_workers = workers
+        cfg.ingest.batch_size = 100  # many batches in flight at once
+        with Store.open(tmp_path / name) as store:
+            [report] = pipeline.ingest([export.csv_dir], store, cfg)
+        assert report.read == report.added == json.loads(export.manifest_path.read_text())["messages"]
+    assert rows(tmp_path / "parallel") == rows(tmp_path / "serial")
+
+
+def test_a_batch_whose_worker_died_is_prepared_here(export: Any) -> None:
+    from wechat_avatar.config import RenderConfig
+    from wechat_avatar.ingest import _collect, prepare
+    from wechat_avatar.sources.android_csv import AndroidCsv
+
+    source = AndroidCsv(export.csv_dir)
+    batch = list(source.rows())[:50]
+    local = _collect(batch, None, source.row_mapper(), RenderConfig())
+    assert local == prepare(batch, source.row_mapper(), RenderConfig()) and len(local.rows) == 50

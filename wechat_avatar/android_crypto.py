@@ -46,7 +46,7 @@ def check_key(key: str) -> str:
 
 def connect(path: Path, key: str) -> sqlcipher3.Connection:
     """Open (or create) an EnMicroMsg-style database with the Android cipher settings."""
-    conn = sqlcipher3.connect(str(path))
+    conn = sqlcipher3.connect(str(path), check_same_thread=False)  # ingest reads from a prefetch thread
     conn.execute(f"PRAGMA key = '{check_key(key)}'")
     for pragma in SQLCIPHER1_PRAGMAS:
         conn.execute(pragma)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class ContactKind(StrEnum):
@@ -85,12 +86,13 @@ class Account:
     nickname: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     """One message, as read from a source, before rendering.
 
     `source` names the history it belongs to (e.g. ``android:wxid_me``) and
-    `source_id` is unique inside it, so re-ingesting adds nothing twice.
+    `source_id` is unique inside it, so re-ingesting adds nothing twice. Immutable; a
+    NamedTuple rather than a frozen dataclass because ingest builds one per message and
+    the dataclass's __init__ costs several times more.
     """
 
     source: str

@@ -44,6 +44,13 @@ class IngestConfig(Section):
         description="Your local time zone (IANA name): how exports' local-time strings are read and "
         "how times are shown.",
     )
+    render_workers: int = Field(
+        2,
+        ge=0,
+        le=32,
+        description="Processes that map and render messages while ingest reads and writes, for inputs "
+        "of 20k+ messages (0 = do it all in the ingest process). Two keep a 2-core laptop busy.",
+    )
     batch_size: int = Field(2000, ge=1, le=100_000, description="Messages written per INSERT batch.")
 
     @field_validator("timezone")

@@ -1,25 +1,34 @@
-"""sources -> canonical store: stream each source through the renderer into chat.db.
+"""sources -> canonical store: stream each source through its mapper and the renderer into chat.db.
 
 Each source is one transaction: it lands whole or not at all, so a damaged input never
 leaves half a history behind or touches what earlier ingests wrote.
+
+A big ingest is a three-stage pipeline: this process reads raw rows and writes chat.db,
+while worker processes map and render the batch in between. Reading, mapping+rendering
+and writing each take about a third of the time, and threads could not overlap them (the
+GIL); small inputs skip the workers, whose start-up would cost more than they save.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+import multiprocessing
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from wechat_avatar.config import AvatarConfig
+from wechat_avatar.config import AvatarConfig, RenderConfig
 from wechat_avatar.render import render
-from wechat_avatar.sources.base import Source
+from wechat_avatar.sources.base import RowMapper, Source, map_rows
 from wechat_avatar.sources.detect import open_sources
-from wechat_avatar.store import Store
+from wechat_avatar.store import Store, message_row
 
 T = TypeVar("T")
+PARALLEL_MIN_MESSAGES = 20_000  # below this, starting a worker costs more than it saves
 
 # Given a description and a total (None if unknown), returns the function to call with advances.
 ProgressHook = Callable[[str, int | None], Callable[[int], None]]
@@ -30,6 +39,73 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
     it = iter(items)
     while chunk := list(islice(it, size)):
         yield chunk
+
+
+@dataclass
+class Prepared:
+    """One batch, mapped and rendered: store rows plus what the report counts."""
+
+    rows: list[tuple[Any, ...]]
+    skipped: Counter[str]
+    repaired: Counter[str]
+    categories: Counter[str]
+    statuses: Counter[str]
+
+
+def prepare(raw: list[Sequence[Any]], mapper: RowMapper, cfg: RenderConfig) -> Prepared:
+    """Map and render one batch of raw rows (runs in a worker process for big inputs)."""
+    messages, skipped, repaired = map_rows(raw, mapper)
+    rendered = [render(m.base_type, m.sub_type, m.content, cfg) for m in messages]
+    return Prepared(
+        rows=[message_row(m, r) for m, r in zip(messages, rendered, strict=True)],
+        skipped=skipped,
+        repaired=repaired,
+        categories=Counter(r.category for r in rendered),
+        statuses=Counter(r.status for r in rendered),
+    )
+
+
+def prepared_batches(
+    raw: Iterable[Sequence[Any]], mapper: RowMapper, cfg: AvatarConfig, parallel: bool
+) -> Iterator[Prepared]:
+    """Batches in input order; with `parallel`, workers prepare batch k while this process
+    reads batch k+1 and writes batch k-1."""
+    batches = batched(raw, cfg.ingest.batch_size)
+    if not parallel:
+        for batch in batches:
+            yield prepare(batch, mapper, cfg.render)
+        return
+    workers = cfg.ingest.render_workers
+    # spawn, not fork: the parent holds open SQLite handles and may run threads
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending: deque[tuple[list[Sequence[Any]], Future[Prepared] | None]] = deque()
+        for batch in batches:
+            pending.append((batch, _submit(pool, batch, mapper, cfg.render)))
+            if len(pending) > workers:
+                yield _collect(*pending.popleft(), mapper, cfg.render)
+        while pending:
+            yield _collect(*pending.popleft(), mapper, cfg.render)
+
+
+def _submit(
+    pool: ProcessPoolExecutor, batch: list[Sequence[Any]], mapper: RowMapper, cfg: RenderConfig
+) -> Future[Prepared] | None:
+    try:
+        return pool.submit(prepare, batch, mapper, cfg)
+    except BrokenProcessPool:  # a worker could not start (e.g. no importable __main__)
+        return None
+
+
+def _collect(
+    batch: list[Sequence[Any]], future: Future[Prepared] | None, mapper: RowMapper, cfg: RenderConfig
+) -> Prepared:
+    """A worker's result, or the batch prepared here if the worker is gone: nothing is lost."""
+    try:
+        if future is not None:
+            return future.result()
+    except BrokenProcessPool:
+        pass
+    return prepare(batch, mapper, cfg)
 
 
 @dataclass
@@ -48,26 +124,28 @@ class SourceReport:
     def already_stored(self) -> int:
         return self.read - self.added
 
+    def add(self, batch: Prepared, added: int) -> None:
+        self.read += len(batch.rows)
+        self.added += added
+        for mine, theirs in ((self.skipped, batch.skipped), (self.repaired, batch.repaired),
+                             (self.categories, batch.categories), (self.statuses, batch.statuses)):  # fmt: skip
+            mine.update(theirs)
+
 
 def ingest_source(
     store: Store, source: Source, cfg: AvatarConfig, advance: Callable[[int], None] | None = None
 ) -> SourceReport:
     report = SourceReport(source.kind, source.path, source.source_key)
-    with store.transaction():
+    with store.transaction(), store.deferred_index():
         store.set_account(source.account())
         store.upsert_contacts(source.contacts())
         store.upsert_members(source.members())
-        for chunk in batched(source.messages(), cfg.ingest.batch_size):
-            rendered = [(m, render(m.base_type, m.sub_type, m.content, cfg.render)) for m in chunk]
-            for _, r in rendered:
-                report.categories[r.category] += 1
-                report.statuses[r.status] += 1
-            report.added += store.insert_messages(rendered)
-            report.read += len(chunk)
+        parallel = cfg.ingest.render_workers > 0 and source.count() >= PARALLEL_MIN_MESSAGES
+        for batch in prepared_batches(source.rows(), source.row_mapper(), cfg, parallel):
+            report.add(batch, store.insert_rows(batch.rows))
             if advance:
-                advance(len(chunk))
-        report.skipped = source.skipped
-        report.repaired = source.repaired
+                advance(len(batch.rows) + batch.skipped.total())
+        report.skipped.update(source.skipped)  # rows the reader itself could not split into fields
         store.record_ingest(
             source.source_key, source.kind, source.path, report.read, report.added, report.skipped.total()
         )

@@ -73,8 +73,9 @@ CATEGORIES: dict[str, Category] = _categories(
 UNKNOWN_TEXT = "[未知消息]"
 
 
-@dataclass(frozen=True, slots=True)
-class Rendered:
+class Rendered(NamedTuple):
+    """What a message renders to. A NamedTuple, not a dataclass: ingest builds a million."""
+
     text: str  # what the dataset sees, never empty
     category: str  # a key of CATEGORIES
     status: str  # "ok" | "dropped" (category in cfg.drop; wins) | "unknown" (type we don't know) | "failed"
@@ -371,8 +372,11 @@ def render(base_type: int, sub_type: int, content: str, cfg: RenderConfig | None
     """Render one message; never raises on bad content (see `Rendered.status` and `note`)."""
     cfg = cfg or _default_config()
     content = content or ""
-    if base_type == 1:  # most messages are text: no XML, no table lookup
-        return _finish(cfg, "text", Part(content) if content else _EMPTY, sub_type)
+    if base_type == 1 and content:  # most messages are text: no XML, no table lookup
+        status = "dropped" if "text" in cfg.drop else "ok"
+        return Rendered(_cut(content, cfg.max_chars), "text", status, sub_type)
+    if base_type == 1:
+        return _finish(cfg, "text", _EMPTY, sub_type)
     return _render(base_type, sub_type, content, cfg)
 
 

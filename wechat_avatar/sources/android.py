@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ import sqlcipher3
 from wechat_avatar import android_crypto
 from wechat_avatar.canonical import Account, Contact, ContactKind, Member, Message, contact_kind
 from wechat_avatar.errors import SourceFormatError
-from wechat_avatar.sources.base import BadRecord, decode_text
+from wechat_avatar.sources.base import BadRecord, RowMapper, decode_text
 
 # Android packs the appmsg subtype into the high bits of `type`; these codes are not
 # recoverable from `type & 0xFFFF` alone (reference/wechat-formats.md §1.4).
@@ -61,7 +62,7 @@ _ROOMDATA = {
 
 def android_type(code: int) -> tuple[int, int]:
     """Packed Android `type` -> (base type, sub type); the renderer refines 49's sub type."""
-    return ANDROID_TYPES.get(code) or (code & 0xFFFF, 0)
+    return ANDROID_TYPES.get(code) or (code & 0xFFFF, 0)  # inlined in message_from_row
 
 
 def split_group_prefix(content: str) -> tuple[str, str]:
@@ -79,16 +80,27 @@ def _int(value: Any, column: str) -> int:
         raise BadRecord(f"non-numeric {column}") from None
 
 
-def message_from_row(row: Mapping[str, Any], source: str, self_wxid: str) -> Message:
-    """One `message` row -> Message; raises BadRecord for rows that cannot be placed."""
-    talker = row["talker"]
+def message_from_row(row: Sequence[Any], source: str, self_wxid: str) -> Message:
+    """One `message` row, columns in MESSAGE_COLUMNS order -> Message.
+
+    Positional rather than by name: this runs once per message. Raises BadRecord for rows
+    that cannot be placed.
+    """
+    msg_id, server_id, code, is_send, create_time, talker, content = row
     if not talker:
         raise BadRecord("no talker")
-    talker = decode_text(talker)[0]
-    code = _int(row["type"], "type")
-    base, sub = android_type(code)
-    content = decode_text(row["content"])[0]
-    is_self = str(row["isSend"]) == "1"
+    if isinstance(talker, bytes):
+        talker = decode_text(talker)[0]
+    code = _int(code, "type")
+    base, sub = ANDROID_TYPES.get(code) or (code & 0xFFFF, 0)
+    if content.__class__ is bytes:
+        try:
+            content = content.decode()
+        except UnicodeDecodeError:
+            content = decode_text(content)[0]
+    elif content is None:
+        content = ""
+    is_self = is_send == 1 or is_send == "1"
     if base in SYSTEM_BASE_TYPES:
         sender = ""
     elif is_self:
@@ -97,19 +109,18 @@ def message_from_row(row: Mapping[str, Any], source: str, self_wxid: str) -> Mes
         sender, content = split_group_prefix(content)
     else:
         sender = talker
-    server_id = row["msgSvrId"]
     return Message(
-        source=source,
-        source_id=str(row["msgId"]),
-        chat_id=talker,
-        sender=sender,
-        is_self=is_self,
-        timestamp_ms=_int(row["createTime"], "createTime"),
-        base_type=base,
-        sub_type=sub,
-        content=content,
-        source_type=code,
-        server_id=int(server_id) if server_id not in (None, "", 0, "0") else None,
+        source,
+        str(msg_id),
+        talker,
+        sender,
+        is_self,
+        _int(create_time, "createTime"),
+        base,
+        sub,
+        content,
+        code,
+        int(server_id) if server_id not in (None, "", 0, "0") else None,
     )
 
 
@@ -185,13 +196,13 @@ class AndroidDb:
         self.conn = conn
         self.has_chatroom = has_chatroom
         self.skipped: Counter[str] = Counter()
-        self.repaired: Counter[str] = Counter()
         self._account = account_from_userinfo(self._rows("SELECT id, value FROM userinfo"), path.name)
 
     @classmethod
     def open(cls, path: Path, key: str | None) -> AndroidDb:
         if key is None:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            # ingest reads from a prefetch thread (one thread at a time)
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         else:
             conn = android_crypto.open_encrypted(path, key)
         try:
@@ -209,9 +220,10 @@ class AndroidDb:
     def source_key(self) -> str:
         return f"android:{self._account.wxid}"
 
-    def _rows(self, sql: str) -> Iterator[sqlite3.Row]:
+    def _rows(self, sql: str, tuples: bool = False) -> Iterator[Any]:
         cursor = self.conn.cursor()
-        cursor.row_factory = sqlite3.Row if isinstance(self.conn, sqlite3.Connection) else sqlcipher3.Row
+        if not tuples:
+            cursor.row_factory = sqlite3.Row if isinstance(self.conn, sqlite3.Connection) else sqlcipher3.Row
         try:
             yield from cursor.execute(sql)
         except (sqlite3.Error, sqlcipher3.Error) as err:  # two drivers, unrelated exception classes
@@ -234,23 +246,19 @@ class AndroidDb:
                 yield from members_from_chatroom(row)
 
     def count(self) -> int:
-        return next(self._rows("SELECT count(*) AS n FROM message"))["n"]
+        # msgId is the rowid: max() is one B-tree descent, count(*) would decrypt every page
+        return next(self._rows("SELECT coalesce(max(msgId), 0) AS n FROM message"))["n"]
 
-    def messages(self) -> Iterator[Message]:
-        source, me = self.source_key, self._account.wxid
-        sql = (
-            "SELECT msgId, msgSvrId, type, isSend, createTime, CAST(talker AS BLOB) AS talker, "
-            "CAST(content AS BLOB) AS content FROM message ORDER BY msgId"
+    def rows(self) -> Iterator[Sequence[Any]]:
+        # content as bytes: some real rows are not valid UTF-8, and sqlite3 would raise on them
+        yield from self._rows(
+            "SELECT msgId, msgSvrId, type, isSend, createTime, talker, CAST(content AS BLOB) "
+            "FROM message ORDER BY msgId",
+            tuples=True,
         )
-        for row in self._rows(sql):
-            try:
-                msg = message_from_row(row, source, me)
-            except BadRecord as bad:
-                self.skipped[bad.reason] += 1
-                continue
-            if "\ufffd" in msg.content and not decode_text(row["content"])[1]:
-                self.repaired["invalid UTF-8 replaced"] += 1
-            yield msg
+
+    def row_mapper(self) -> RowMapper:
+        return partial(message_from_row, source=self.source_key, self_wxid=self._account.wxid)
 
     def close(self) -> None:
         self.conn.close()

@@ -11,10 +11,12 @@ from __future__ import annotations
 import csv
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
+from typing import Any
 
-from wechat_avatar.canonical import Account, Contact, Member, Message
+from wechat_avatar.canonical import Account, Contact, Member
 from wechat_avatar.errors import SourceFormatError
 from wechat_avatar.sources.android import (
     CHATROOM_COLUMNS,
@@ -27,7 +29,7 @@ from wechat_avatar.sources.android import (
     message_from_row,
     strangers_from_chatroom,
 )
-from wechat_avatar.sources.base import BadRecord
+from wechat_avatar.sources.base import RowMapper
 
 TABLES: dict[str, tuple[str, ...]] = {
     "message": MESSAGE_COLUMNS,
@@ -92,7 +94,7 @@ class AndroidCsv:
                 hint="export message, rcontact and userinfo from EnMicroMsg.db",
             )
         self.skipped: Counter[str] = Counter()
-        self.repaired: Counter[str] = Counter()
+        self._count: int | None = None
         self._account = account_from_userinfo(self._rows("userinfo"), self.tables["userinfo"].name)
 
     @property
@@ -125,18 +127,19 @@ class AndroidCsv:
                 yield from members_from_chatroom(row)
 
     def count(self) -> int:
-        return sum(1 for _ in self._rows("message"))
+        if self._count is None:
+            self._count = sum(1 for _ in self._rows("message"))
+        return self._count
 
-    def messages(self) -> Iterator[Message]:
-        source, me = self.source_key, self._account.wxid
+    def rows(self) -> Iterator[Sequence[Any]]:
         for row in self._rows("message"):
-            if None in row or None in row.values():  # a row with too many or too few fields
+            if None in row or None in row.values():  # a line with too many or too few fields
                 self.skipped["wrong number of CSV fields"] += 1
                 continue
-            try:
-                yield message_from_row(row, source, me)
-            except BadRecord as bad:
-                self.skipped[bad.reason] += 1
+            yield [row[c] for c in MESSAGE_COLUMNS]
+
+    def row_mapper(self) -> RowMapper:
+        return partial(message_from_row, source=self.source_key, self_wxid=self._account.wxid)
 
     def close(self) -> None:
         pass

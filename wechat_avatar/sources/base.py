@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from wechat_avatar.canonical import Account, Contact, Member, Message
 
@@ -18,13 +18,18 @@ class BadRecord(ValueError):
         self.reason = reason
 
 
+# A pure, picklable function from one raw message row to a Message (it runs in worker
+# processes); raises BadRecord for a row that cannot be placed.
+RowMapper = Callable[[Sequence[Any]], Message]
+
+
 class Source(Protocol):
-    """An opened export. `messages()` streams; bad records land in `skipped`, never stop the run."""
+    """An opened export. `rows()` streams raw message rows; `row_mapper()` turns each into a
+    Message. Split so the mapping can run in parallel with reading and writing."""
 
     kind: str  # e.g. "android-db", "android-csv"
     path: Path
-    skipped: Counter[str]  # bad records dropped, by reason
-    repaired: Counter[str]  # records kept after a repair (e.g. invalid UTF-8), by what was done
+    skipped: Counter[str]  # rows the reader itself dropped (e.g. broken CSV lines), by reason
 
     @property
     def source_key(self) -> str: ...  # namespace of Message.source_id, e.g. android:wxid_me
@@ -35,11 +40,30 @@ class Source(Protocol):
 
     def members(self) -> Iterable[Member]: ...
 
-    def count(self) -> int: ...  # messages to read, for the progress bar
+    def count(self) -> int: ...  # messages to read, for the progress bar (may be an estimate)
 
-    def messages(self) -> Iterator[Message]: ...
+    def rows(self) -> Iterator[Sequence[Any]]: ...
+
+    def row_mapper(self) -> RowMapper: ...
 
     def close(self) -> None: ...
+
+
+def map_rows(rows: Iterable[Sequence[Any]], mapper: RowMapper) -> tuple[list[Message], Counter[str], Counter[str]]:
+    """Apply a mapper to rows: (messages, skipped by reason, repaired by what was done)."""
+    messages: list[Message] = []
+    skipped: Counter[str] = Counter()
+    repaired: Counter[str] = Counter()
+    for row in rows:
+        try:
+            msg = mapper(row)
+        except BadRecord as bad:
+            skipped[bad.reason] += 1
+            continue
+        if "\ufffd" in msg.content and any(isinstance(v, bytes) and not decode_text(v)[1] for v in row):
+            repaired["invalid UTF-8 replaced"] += 1
+        messages.append(msg)
+    return messages, skipped, repaired
 
 
 def decode_text(value: bytes | str | None) -> tuple[str, bool]:
