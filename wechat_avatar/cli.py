@@ -156,6 +156,7 @@ def ingest(
         check_key(key)
     with Store.open(workspace) as store, _progress() as progress:
         reports = run_ingest(paths, store, cfg, progress)
+        totals = {t: store.count(t) for t in ("messages", "chats", "contacts")}
     for r in reports:
         skipped = ", ".join(f"{n} {why}" for why, n in r.skipped.most_common()) or "none"
         repaired = ", ".join(f"{n} {what}" for what, n in r.repaired.most_common())
@@ -170,7 +171,10 @@ def ingest(
     for name, n in sum((r.categories for r in reports), Counter()).most_common():
         table.add_row(name, str(n))
     out.print(table)
-    out.print(f"Next: [bold]wechat-avatar stats --workspace {workspace}[/]")
+    out.print(
+        f"{store.path} now holds {totals['messages']} messages in {totals['chats']} chats, "
+        f"{totals['contacts']} contacts.\nNext: [bold]wechat-avatar stats --workspace {workspace}[/]"
+    )
 
 
 @app.command()
