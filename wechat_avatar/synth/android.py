@@ -28,8 +28,8 @@ import sqlcipher3
 from wechat_avatar.android_crypto import DEFAULT_IMEI, android_key, connect
 from wechat_avatar.errors import UsageError
 from wechat_avatar.synth import schema
-from wechat_avatar.synth.history import History
-from wechat_avatar.synth.kinds import ODD_NAMES
+from wechat_avatar.synth.history import Event, History
+from wechat_avatar.synth.kinds import ANDROID_TYPE, ODD_NAMES, SYSTEM_KINDS
 from wechat_avatar.synth.persona import Cast, make_cast
 from wechat_avatar.synth.pii import CANARIES
 from wechat_avatar.synth.tables import chatroom_rows, rcontact_rows, userinfo_rows
@@ -37,6 +37,9 @@ from wechat_avatar.synth.tables import chatroom_rows, rcontact_rows, userinfo_ro
 DEFAULT_UIN = "1727374951"
 CHUNK = 5000  # rows per executemany / progress tick
 _CONTENT = schema.columns("message").index("content")
+# lvbuffer is an opaque TLV blob in real rows; two fixed shapes are enough for readers to skip.
+LVBUF_SENT = bytes.fromhex("7b000000000000000000000000000000007d")
+LVBUF_RECV = bytes.fromhex("7b0000000100000000000000000000007d")
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ def _write_messages(
     conn: sqlcipher3.Connection, path: Path, history: History, progress: Callable[[int], None] | None
 ) -> None:
     insert = schema.insert_sql("message")
-    rows = history.rows()
+    rows = map(android_row, history.events())
     # DB Browser for SQLite writes a BOM when asked to; the other CSVs go without (both occur).
     with path.open("w", encoding="utf-8-sig", newline="") as fh:
         writer = csv.writer(fh)
@@ -126,6 +129,40 @@ def _write_messages(
             writer.writerows(map(_message_cells, chunk))
             if progress is not None:
                 progress(len(chunk))
+
+
+def android_row(e: Event) -> tuple:
+    """One `message` row (column order = schema.MESSAGE); others' group lines carry "wxid:\\n"."""
+    content = e.content
+    if e.member_count and not e.is_send and e.kind not in SYSTEM_KINDS:
+        content = f"{e.sender}:\n{content}"
+    reserved = None
+    if e.member_count:  # Android keeps a <msgsource> blob on group rows
+        reserved = f"<msgsource><membercount>{e.member_count}</membercount></msgsource>"
+    return (
+        e.local_id,
+        e.server_id,
+        ANDROID_TYPE[e.kind],
+        2 if e.is_send else 3,
+        int(e.is_send),
+        int(e.show_timer),
+        e.created_ms,
+        e.talker,
+        content,
+        e.img_path,
+        reserved,
+        LVBUF_SENT if e.is_send else LVBUF_RECV,
+        None,
+        None,
+        e.talker_id,
+        None,
+        -1,
+        None,
+        e.seq,
+        0,
+        None,
+        None,
+    )
 
 
 def _message_cells(row: tuple) -> tuple:

@@ -1,8 +1,10 @@
-"""The message stream: sessions -> `message` rows with ids, times and Android's bookkeeping.
+"""The message stream: sessions -> format-independent `Event`s with ids, times and bookkeeping.
 
-`History.rows()` is a generator, so even a million-message export only ever holds one
+`History.events()` is a generator, so even a million-message export only ever holds one
 session in memory. Rare kinds are *scheduled* (spread evenly over the stream) so that every
 Android type code occurs even in a small export; everything else is drawn at its weight.
+Every export format (synth/android.py, pc3.py, pc4.py, exports.py) maps the same events, so
+they all hold the same history.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Iterator
+from typing import NamedTuple
 
-from wechat_avatar.synth.kinds import ANDROID_TYPE, GROUP_ONLY, ODD_KINDS, SYSTEM_KINDS
+from wechat_avatar.synth.kinds import ANDROID_TYPE, GROUP_ONLY, ODD_KINDS
 from wechat_avatar.synth.payloads import friend_request
 from wechat_avatar.synth.persona import Cast
 from wechat_avatar.synth.scenes import Draft, Scenes
@@ -23,9 +26,6 @@ SHOW_TIMER_GAP_MS = 180_000  # WeChat prints a time divider after three quiet mi
 _SVRID_MOD = 1 << 63
 _SVRID_MULT = 0x5851F42D4C957F2D  # odd, so msgId -> msgSvrId is a bijection: unique, random-looking
 SPECIAL = ("canary_self", "canary_friend", "own_contact", "pii_friend")
-# lvbuffer is an opaque TLV blob in real rows; two fixed shapes are enough for readers to skip.
-LVBUF_SENT = bytes.fromhex("7b000000000000000000000000000000007d")
-LVBUF_RECV = bytes.fromhex("7b0000000100000000000000000000007d")
 
 
 def schedule(rng: random.Random, n: int) -> list[tuple[int, str]]:
@@ -37,8 +37,26 @@ def schedule(rng: random.Random, n: int) -> list[tuple[int, str]]:
     return [(int(n * 0.02 + step * i), kind) for i, kind in enumerate(kinds)]
 
 
+class Event(NamedTuple):
+    """One message of the history as WeChat's servers know it, before any client stores it."""
+
+    local_id: int  # 1..n in stream order (Android msgId)
+    server_id: int  # msgSvrId / MsgSvrID / server_id: the same in every client
+    kind: str  # a key of kinds.ANDROID_TYPE
+    talker: str  # the chat: contact wxid or …@chatroom
+    sender: str  # wxid; "" for lines WeChat writes itself
+    is_send: bool
+    created_ms: int
+    content: str | bytes  # no group prefix; voice and sticker rows in Android's own form
+    img_path: str | None
+    show_timer: bool  # WeChat shows a time divider before it
+    talker_id: int  # the talker's rcontact rowid
+    seq: int  # Android msgSeq
+    member_count: int  # group size; 0 in private chats
+
+
 class History:
-    """Generates exactly `n` message rows (column order = schema.MESSAGE)."""
+    """Generates exactly `n` events, oldest first."""
 
     def __init__(self, cast: Cast, n: int, rng: random.Random) -> None:
         self.cast, self.n, self.rng = cast, n, rng
@@ -64,11 +82,11 @@ class History:
     def talkers(self) -> set[str]:
         return set(self._last_ms)
 
-    def rows(self) -> Iterator[tuple]:
+    def events(self) -> Iterator[Event]:
         while self.count < self.n:
             self.scenes.now_s = self.clock.next_session() // 1000
             for draft in self._session():
-                yield self._row(draft)
+                yield self._event(draft)
                 if self.count >= self.n:
                     return
 
@@ -119,49 +137,33 @@ class History:
         else:
             yield Draft(friend.wxid, "", kind, f'"{friend.display}" 撤回了一条消息', 5000)
 
-    # -- stamping a draft into a row ----------------------------------------------------------
-    def _row(self, d: Draft) -> tuple:
+    # -- stamping a draft into an event -------------------------------------------------------
+    def _event(self, d: Draft) -> Event:
         self.count += 1
         msg_id, talker = self.count, d.talker
         created = self.clock.advance(d.delay_ms)
         self.scenes.now_s = created // 1000
         svrid = (msg_id * _SVRID_MULT + self._svrid_salt) % _SVRID_MOD
-        is_send = int(d.sender == self.cast.me.wxid)
         group = self._groups.get(talker)
-        content = d.content
-        if group is not None and not is_send and d.kind not in SYSTEM_KINDS:
-            content = f"{d.sender}:\n{content}"
         previous = self._last_ms.get(talker, 0)
         self._last_ms[talker] = created
         seq = self._seq.get(talker, 700_000_000 + msg_id * 3) + self.rng.randint(1, 3)
         self._seq[talker] = seq
         self._note(d, msg_id, svrid, created)
-        reserved = None
-        if group is not None:  # Android keeps a <msgsource> blob on group rows
-            reserved = f"<msgsource><membercount>{len(group.members)}</membercount></msgsource>"
-        return (
-            msg_id,
-            svrid,
-            ANDROID_TYPE[d.kind],
-            2 if is_send else 3,
-            is_send,
-            int(created - previous > SHOW_TIMER_GAP_MS),
-            created,
-            talker,
-            content,
-            d.img_path,
-            reserved,
-            LVBUF_SENT if is_send else LVBUF_RECV,
-            None,
-            None,
-            self._talker_id.get(talker, 0),
-            None,
-            -1,
-            None,
-            seq,
-            0,
-            None,
-            None,
+        return Event(
+            local_id=msg_id,
+            server_id=svrid,
+            kind=d.kind,
+            talker=talker,
+            sender=d.sender,
+            is_send=d.sender == self.cast.me.wxid,
+            created_ms=created,
+            content=d.content,
+            img_path=d.img_path,
+            show_timer=created - previous > SHOW_TIMER_GAP_MS,
+            talker_id=self._talker_id.get(talker, 0),
+            seq=seq,
+            member_count=len(group.members) if group is not None else 0,
         )
 
     def _note(self, d: Draft, msg_id: int, svrid: int, created: int) -> None:
