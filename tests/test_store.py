@@ -10,7 +10,7 @@ import pytest
 from wechat_avatar.canonical import Account, Contact, ContactKind, Member, Message
 from wechat_avatar.errors import UsageError, WorkspaceError
 from wechat_avatar.render import Rendered
-from wechat_avatar.store import MIGRATIONS, Store
+from wechat_avatar.store import MIGRATIONS, Store, merge_key, message_row
 
 
 def msg(i: int, chat: str = "wxid_hu", sender: str = "wxid_hu", text: str = "hi") -> tuple[Message, Rendered]:
@@ -95,3 +95,43 @@ def test_missing_store_and_unusable_workspace(tmp_path: Path) -> None:
     (tmp_path / "junk" / "chat.db").write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(WorkspaceError):
         Store.open(tmp_path / "junk")
+
+
+def row(source: str, sid: str, text: str, second: int, server: int | None = None, base: int = 1) -> tuple:
+    m = Message(source, sid, "wxid_hu", "wxid_hu", False, second * 1000 + 123, base, 0, text, None, server)
+    return message_row(m, Rendered(text=text, category="text", status="ok", sub_type=0))
+
+
+def test_a_second_source_merges_on_server_id_then_merge_key(tmp_path: Path) -> None:
+    phone = [row("android:me", "1", "好", 100, 11), row("android:me", "2", "好", 100, 12),
+             row("android:me", "3", "在吗", 101, 13), row("android:me", "4", "[图片]", 102, 14, base=3)]  # fmt: skip
+    pc = [row("pc3:me", "MSG0:1", "好", 100, 11), row("pc3:me", "MSG0:2", "好", 100, 12),
+          row("pc3:me", "MSG0:3", "在吗", 101, 99),  # same words and second, another server id: a new message
+          row("pc3:me", "MSG0:4", "图片", 102, 14, base=3), row("pc3:me", "MSG0:5", "新的", 103)]  # fmt: skip
+    export = [row("memotrace:me", f"c:{i}", text, second) for i, (text, second) in
+              enumerate([("好", 100), ("好", 100), ("好", 100), ("在吗", 101), ("新的", 103)])]  # fmt: skip
+    with Store.open(tmp_path) as store:
+        first = store.writer("android:me")
+        assert not first.merging and first.write(phone) == (4, 0)
+        assert store.writer("pc3:me").write(pc) == (2, 3)  # 1, 2 and 4 by server id
+        # no server ids: "好" #0 and #1 meet their twins, the third "好" is new; "在吗" matches the
+        # phone's (which has a server id) while the PC's differs; "新的" matches the PC's
+        assert store.writer("memotrace:me").write(export) == (1, 4)
+        merged = store.conn.execute("SELECT source, source_id, matched_on FROM merges ORDER BY rowid").fetchall()
+        assert [(s, how) for s, _, how in merged] == [("pc3:me", "server_id")] * 3 + [("memotrace:me", "merge_key")] * 4
+        assert store.writer("pc3:me").write(pc) == (0, 0)  # again: everything already stored
+        assert store.writer("memotrace:me").write(export) == (0, 0)
+        texts = store.conn.execute("SELECT source, text FROM messages ORDER BY id").fetchall()
+    assert texts == [("android:me", "好"), ("android:me", "好"), ("android:me", "在吗"), ("android:me", "[图片]"),
+                     ("pc3:me", "在吗"), ("pc3:me", "新的"), ("memotrace:me", "好")]  # fmt: skip
+
+
+def test_merge_keys_fold_whitespace_and_ignore_milliseconds() -> None:
+    base = Message("a", "1", "c", "s", False, 1_700_000_000_123, 1, 0, "hello  world\n", None, None)
+    assert merge_key(base) == merge_key(
+        base._replace(source="b", timestamp_ms=1_700_000_000_999, content="hello world")
+    )
+    assert merge_key(base) != merge_key(base._replace(timestamp_ms=1_700_000_001_000))
+    assert merge_key(base) != merge_key(base._replace(sender="t"))
+    image = base._replace(base_type=3, content="<msg><img md5='a'/></msg>")
+    assert merge_key(image) == merge_key(image._replace(content="图片")) != merge_key(base)

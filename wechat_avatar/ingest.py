@@ -115,18 +115,21 @@ class SourceReport:
     source_key: str
     read: int = 0
     added: int = 0
+    merged: int = 0  # already stored from another source (see store.SourceWriter)
     skipped: Counter[str] = field(default_factory=Counter)
     repaired: Counter[str] = field(default_factory=Counter)
     categories: Counter[str] = field(default_factory=Counter)
     statuses: Counter[str] = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)  # what the reader wants the user to know
 
     @property
     def already_stored(self) -> int:
-        return self.read - self.added
+        return self.read - self.added - self.merged
 
-    def add(self, batch: Prepared, added: int) -> None:
+    def add(self, batch: Prepared, added: int, merged: int) -> None:
         self.read += len(batch.rows)
         self.added += added
+        self.merged += merged
         for mine, theirs in ((self.skipped, batch.skipped), (self.repaired, batch.repaired),
                              (self.categories, batch.categories), (self.statuses, batch.statuses)):  # fmt: skip
             mine.update(theirs)
@@ -141,14 +144,15 @@ def ingest_source(
         store.upsert_contacts(source.contacts())
         store.upsert_members(source.members())
         parallel = cfg.ingest.render_workers > 0 and source.count() >= PARALLEL_MIN_MESSAGES
+        writer = store.writer(source.source_key)
         for batch in prepared_batches(source.rows(), source.row_mapper(), cfg, parallel):
-            report.add(batch, store.insert_rows(batch.rows))
+            report.add(batch, *writer.write(batch.rows))
             if advance:
                 advance(len(batch.rows) + batch.skipped.total())
         report.skipped.update(source.skipped)  # rows the reader itself could not split into fields
-        store.record_ingest(
-            source.source_key, source.kind, source.path, report.read, report.added, report.skipped.total()
-        )
+        report.notes = list(source.notes)  # complete only once the rows are read
+        store.record_ingest(source.source_key, source.kind, source.path, report.read, report.added,
+                            report.skipped.total(), report.merged)  # fmt: skip
     return report
 
 

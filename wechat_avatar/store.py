@@ -3,14 +3,20 @@
 Writing is here and nowhere else: every source goes through the same upserts, keyed by
 natural ids, so re-ingesting adds nothing. The schema only changes through named
 migrations recorded in `schema_migrations`.
+
+The same history read from two sources (the phone and the PC) is stored once: a message
+that another source already holds, matched on the server message id where both have one,
+else on its merge key (see `merge_key`), is not inserted but recorded in `merges`.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from hashlib import blake2b
 from pathlib import Path
 from typing import Any
 
@@ -93,19 +99,41 @@ LEFT JOIN contacts sc ON sc.wxid = m.sender
 LEFT JOIN members mem ON mem.chat_id = m.chat_id AND mem.wxid = m.sender;
 """
 
-# (version, name, sql). Append only; never edit a released migration.
-MIGRATIONS: list[tuple[int, str, str]] = [(1, "initial", _INITIAL)]
+_MERGE = """
+-- merge_key(): the same message read from any source
+ALTER TABLE messages ADD COLUMN merge_key INTEGER;
+ALTER TABLE ingests ADD COLUMN merged INTEGER NOT NULL DEFAULT 0;
+-- A message read from a source but already stored from another one: where it went.
+CREATE TABLE merges (
+    source     TEXT NOT NULL,
+    source_id  TEXT NOT NULL,
+    message_id INTEGER NOT NULL REFERENCES messages (id),
+    matched_on TEXT NOT NULL,            -- server_id|merge_key
+    PRIMARY KEY (source, source_id)
+);
+"""
 
-# Message's fields minus its sub_type, then Rendered's (whose sub_type is the corrected one):
-# rows are built by slicing the two NamedTuples, which matters at a million messages.
+# (version, name, sql). Append only; never edit a released migration.
+MIGRATIONS: list[tuple[int, str, str]] = [(1, "initial", _INITIAL), (2, "cross-source merge", _MERGE)]
+
+# Looked up only once a second source arrives: a single-source store never pays for them.
+MERGE_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS messages_server_id ON messages (server_id) WHERE server_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS messages_merge_key ON messages (merge_key)",
+)
+
+# Message's fields minus its sub_type, then Rendered's (whose sub_type is the corrected one),
+# then the merge key: rows are built by slicing the two NamedTuples, which matters at a
+# million messages.
 _MESSAGE_COLUMNS = (
     "source, source_id, chat_id, sender, is_self, ts_ms, base_type, content, source_type, server_id, "
-    "text, category, render_status, sub_type, quote, render_note"
+    "text, category, render_status, sub_type, quote, render_note, merge_key"
 )
 _INSERT_MESSAGE = (
-    f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 16)}) "
+    f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 17)}) "
     "ON CONFLICT (source, source_id) DO NOTHING"
 )
+_SOURCE_ID, _SERVER_ID, _KEY = 1, 9, 16  # positions in a row
 _UPSERT_CONTACT = """
 INSERT INTO contacts (wxid, alias, remark, nickname, kind) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (wxid) DO UPDATE SET
@@ -121,9 +149,25 @@ ON CONFLICT (chat_id, wxid) DO UPDATE SET
 """
 
 
+def merge_key(msg: Message) -> int:
+    """What identifies a message when no server id does: chat, sender, the whole second, and
+    for text the words typed (whitespace folded). Other kinds match on the rest alone, since
+    exports keep only a rendering of them. A signed 64-bit hash, so it fits an INTEGER column.
+
+    `SourceWriter` tells apart repeats inside one source (two "好" in the same second).
+    """
+    text = " ".join(msg.content.split()) if msg.base_type == 1 else ""
+    data = f"{msg.chat_id}\x1f{msg.sender}\x1f{msg.timestamp_ms // 1000}\x1f{msg.base_type == 1}\x1f{text}"
+    return _hash64(data)
+
+
+def _hash64(data: str) -> int:
+    return int.from_bytes(blake2b(data.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big", signed=True)
+
+
 def message_row(msg: Message, rendered: Rendered) -> tuple[Any, ...]:
     """The INSERT parameters for one message, in _MESSAGE_COLUMNS order (slices: it runs 1M times)."""
-    return msg[:7] + msg[8:] + rendered
+    return msg[:7] + msg[8:] + rendered + (merge_key(msg),)
 
 
 class Store:
@@ -254,10 +298,17 @@ class Store:
         self.conn.executemany(_INSERT_MESSAGE, rows)
         return self.conn.total_changes - before
 
-    def record_ingest(self, source: str, kind: str, path: Path, read: int, added: int, skipped: int) -> None:
+    def writer(self, source: str) -> SourceWriter:
+        """Where one source's rows go: see SourceWriter."""
+        return SourceWriter(self, source)
+
+    def record_ingest(
+        self, source: str, kind: str, path: Path, read: int, added: int, skipped: int, merged: int = 0
+    ) -> None:
         self.conn.execute(
-            "INSERT INTO ingests (source, kind, path, finished_at, read, added, skipped) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (source, kind, str(path), _now(), read, added, skipped),
+            "INSERT INTO ingests (source, kind, path, finished_at, read, added, skipped, merged) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (source, kind, str(path), _now(), read, added, skipped, merged),
         )
 
     # --- reads --------------------------------------------------------------------------
@@ -287,6 +338,96 @@ class Store:
         cursor = self.conn.execute(sql, args)
         cursor.row_factory = sqlite3.Row
         yield from cursor
+
+
+class SourceWriter:
+    """Writes one source's rows, as one ingest: the only path that merges sources.
+
+    Merge keys that repeat inside the source get their occurrence number (the second "好"
+    sent in the same second becomes key#1), so it meets its own twin in another source.
+    Once the store holds another source, a row whose message is already there, by server id
+    where both have one, else by merge key, is recorded in `merges` instead of inserted.
+    """
+
+    def __init__(self, store: Store, source: str) -> None:
+        self.conn, self.source = store.conn, source
+        self._seen: set[int] = set()
+        self._repeats: dict[int, int] = {}
+        self._claimed: set[int] = set()  # twins already matched by this source
+        # two range lookups on the (source, source_id) index, never a scan
+        others = self.conn.execute("SELECT 1 FROM messages WHERE source < ?1 OR source > ?1 LIMIT 1", (source,))
+        self.merging = others.fetchone() is not None
+        if self.merging:
+            for sql in MERGE_INDEXES:  # built once, the first time a second source arrives
+                self.conn.execute(sql)
+
+    def write(self, rows: list[tuple[Any, ...]]) -> tuple[int, int]:
+        """Insert rows built by `message_row`; returns (added, merged). The rest were already stored."""
+        rows = self._numbered(rows)
+        merges: list[tuple[str, str, int, str]] = []
+        if self.merging:
+            rows, merges = self._split(rows)
+            self.conn.executemany("INSERT INTO merges VALUES (?, ?, ?, ?)", merges)
+        chats = {row[2] for row in rows}
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO chats (id, kind) VALUES (?, ?)",
+            ((c, "group" if c.endswith("@chatroom") else "private") for c in chats),
+        )
+        before = self.conn.total_changes
+        self.conn.executemany(_INSERT_MESSAGE, rows)
+        return self.conn.total_changes - before, len(merges)
+
+    def _numbered(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        keys = [row[_KEY] for row in rows]
+        fresh = set(keys)
+        if len(fresh) == len(keys) and self._seen.isdisjoint(fresh):  # the usual batch: no repeats
+            self._seen |= fresh
+            return rows
+        numbered = []
+        for row in rows:
+            key = row[_KEY]
+            if key in self._seen:
+                n = self._repeats.get(key, 1)
+                self._repeats[key] = n + 1
+                row = (*row[:_KEY], _hash64(f"{key}#{n}"), *row[_KEY + 1 :])
+            else:
+                self._seen.add(key)
+            numbered.append(row)
+        return numbered
+
+    def _split(self, rows: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[tuple[str, str, int, str]]]:
+        """(rows to insert, merges to record) for one batch, with one indexed query per lookup."""
+        ids = json.dumps([row[_SOURCE_ID] for row in rows], ensure_ascii=False)
+        stored = {sid for (sid,) in self._query("SELECT source_id FROM messages WHERE source = ?1", "source_id", ids)}
+        stored |= {sid for (sid,) in self._query("SELECT source_id FROM merges WHERE source = ?1", "source_id", ids)}
+        servers = json.dumps([row[_SERVER_ID] for row in rows if row[_SERVER_ID] is not None])
+        by_server = dict(self._query("SELECT server_id, min(id) FROM messages WHERE source != ?1", "server_id",
+                                     servers, " GROUP BY server_id"))  # fmt: skip
+        keys = json.dumps([row[_KEY] for row in rows])
+        by_key: dict[int, tuple[int, int | None]] = {}
+        for key, twin, server in self._query("SELECT merge_key, id, server_id FROM messages WHERE source != ?1",
+                                             "merge_key", keys, " ORDER BY id DESC"):  # fmt: skip
+            by_key[key] = (twin, server)  # the oldest twin wins
+        keep, merges = [], []
+        for row in rows:
+            if row[_SOURCE_ID] in stored:
+                continue
+            twin, how = by_server.get(row[_SERVER_ID]), "server_id"
+            hit = by_key.get(row[_KEY])
+            # the merge key only decides where the two do not both carry a server id
+            if twin is None and hit is not None and (hit[1] is None or row[_SERVER_ID] is None):
+                twin, how = hit[0], "merge_key"
+            if twin is None or twin in self._claimed:
+                keep.append(row)
+                continue
+            self._claimed.add(twin)
+            merges.append((self.source, row[_SOURCE_ID], twin, how))
+        return keep, merges
+
+    def _query(self, sql: str, column: str, values: str, tail: str = "") -> sqlite3.Cursor:
+        return self.conn.execute(
+            f"{sql} AND {column} IN (SELECT value FROM json_each(?2)){tail}", (self.source, values)
+        )
 
 
 def _now() -> str:

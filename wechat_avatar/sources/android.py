@@ -196,6 +196,7 @@ class AndroidDb:
         self.conn = conn
         self.has_chatroom = has_chatroom
         self.skipped: Counter[str] = Counter()
+        self.notes: list[str] = []
         self._account = account_from_userinfo(self._rows("SELECT id, value FROM userinfo"), path.name)
 
     @classmethod

@@ -94,6 +94,7 @@ class AndroidCsv:
                 hint="export message, rcontact and userinfo from EnMicroMsg.db",
             )
         self.skipped: Counter[str] = Counter()
+        self.notes: list[str] = []
         self._count: int | None = None
         self._account = account_from_userinfo(self._rows("userinfo"), self.tables["userinfo"].name)
 

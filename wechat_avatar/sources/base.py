@@ -30,6 +30,7 @@ class Source(Protocol):
     kind: str  # e.g. "android-db", "android-csv"
     path: Path
     skipped: Counter[str]  # rows the reader itself dropped (e.g. broken CSV lines), by reason
+    notes: list[str]  # one line each, for the ingest summary (e.g. "no MicroMsg.db: wxids as names")
 
     @property
     def source_key(self) -> str: ...  # namespace of Message.source_id, e.g. android:wxid_me
