@@ -29,9 +29,12 @@ demo: setup
 	$(CLI) ingest $(DEMO)/export --workspace $(DEMO)/workspace
 	$(CLI) stats --workspace $(DEMO)/workspace
 	$(CLI) messages --workspace $(DEMO)/workspace --limit 12
+	$(CLI) dataset --workspace $(DEMO)/workspace
+	head -n 3 $(DEMO)/workspace/dataset/firefly/train.jsonl
 
 bench: setup
 	$(PY) benchmarks/ingest.py
+	$(PY) benchmarks/dataset.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache .ruff_cache

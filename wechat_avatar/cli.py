@@ -17,6 +17,7 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -225,6 +226,48 @@ def stats(
         for name, n in rows:
             table.add_row(str(name), str(n))
         out.print(table)
+
+
+@app.command()
+def dataset(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    fmt: Annotated[
+        list[str] | None,
+        typer.Option("--format", "-f", help="firefly, messages or sharegpt; repeat for several (default: all)."),
+    ] = None,
+    test_ratio: Annotated[float | None, typer.Option(help="Share of sessions held out for evaluation.")] = None,
+    context_window: Annotated[int | None, typer.Option(help="Previous messages a reply sees (default 10).")] = None,
+    session_gap: Annotated[
+        float | None, typer.Option(help="Hours of silence that start a new session (0 = never).")
+    ] = None,
+) -> None:
+    """Turn chat.db into training samples: WORKSPACE/dataset/<format>/{train,test}.jsonl + report.html.
+
+    One sample per reply of yours, with the previous messages of the same session as
+    context; your consecutive messages join with <s>. Personal data (phones, ID and card
+    numbers, e-mails, wxids, addresses, URLs with tokens) is replaced by consistent
+    placeholders; the map back stays in WORKSPACE/private/.
+    """
+    from wechat_avatar.dataset.build import build_dataset
+    from wechat_avatar.dataset.report import summary_lines
+    from wechat_avatar.store import Store
+
+    cfg = _config(config)
+    overrides = {"formats": fmt, "test_ratio": test_ratio, "context_window": context_window,
+                 "session_gap_hours": session_gap}  # fmt: skip
+    try:
+        cfg.dataset = type(cfg.dataset).model_validate(
+            {**cfg.dataset.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise UsageError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+    with Store.open(workspace, create=False) as store, _progress() as progress:
+        result = build_dataset(store, workspace, cfg, progress("dataset", store.count("messages")))
+    for line in summary_lines(result.stats):
+        out.print(Text(line))
+    out.print(f"wrote {len(result.files)} files to {result.path}; report: {result.path / 'report.html'}")
 
 
 @app.command()

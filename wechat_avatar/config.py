@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -95,11 +95,75 @@ class RenderConfig(Section):
         return value
 
 
+SEED_SYSTEM_PROMPT = "请你扮演一位微信用户“{name}”，并根据聊天记录以及不同用户的输入作出响应。"
+DATASET_FORMATS = ("firefly", "messages", "sharegpt")
+DEFAULT_FILLERS = ["好", "好的", "嗯", "嗯嗯", "哦", "哦哦", "ok", "OK", "好吧", "行", "可以", "收到",
+                   "哈哈", "哈哈哈", "哈哈哈哈", "[表情包]"]  # fmt: skip
+
+
+class DatasetConfig(Section):
+    """Turning chat.db into training samples (`wechat-avatar dataset`)."""
+
+    context_window: int = Field(
+        10, ge=1, le=200, description="A reply sees at most this many previous messages (the seed's 10)."
+    )
+    session_gap_hours: float = Field(
+        6.0,
+        ge=0,
+        description="A gap longer than this starts a new conversation session; a reply never sees across "
+        "it. 0 = never split (the seed's behaviour).",
+    )
+    system_prompt: str = Field(
+        SEED_SYSTEM_PROMPT, description="Persona prompt; {name} is your nickname. Default: the seed's."
+    )
+    formats: list[Literal["firefly", "messages", "sharegpt"]] = Field(
+        default_factory=lambda: list(DATASET_FORMATS),
+        description="Formats to write: firefly (the seed's), messages (OpenAI chat), sharegpt.",
+    )
+    test_ratio: float = Field(0.1, ge=0, lt=1, description="Share of conversation sessions held out for evaluation.")
+    include_groups: bool = Field(True, description="Learn from your replies in group chats too.")
+    exclude_chats: list[str] = Field(
+        default_factory=list, description="Chats to leave out, by wxid, room id, remark or nickname."
+    )
+    only_chats: list[str] = Field(default_factory=list, description="If set, use only these chats.")
+    drop_placeholder_replies: bool = Field(
+        False, description="Drop samples whose reply is only placeholders ([表情包], [手机图片], …)."
+    )
+    max_samples_per_chat: int = Field(
+        0, ge=0, description="Keep at most this many samples per chat, the most recent (0 = no cap)."
+    )
+    dedupe_filler: bool = Field(
+        True, description="Keep one copy of samples whose filler reply and last message are identical."
+    )
+    filler_replies: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_FILLERS), description="Replies that count as filler."
+    )
+    blocked_words: list[str] = Field(default_factory=list, description="Words never to train on.")
+    blocked_action: Literal["mask", "drop"] = Field(
+        "mask", description="mask: replace blocked words with *; drop: drop samples whose reply has one."
+    )
+    mark_profanity: bool = Field(
+        True, description="Tag samples with rude replies in meta.jsonl (kept; the RLHF stage uses the tag)."
+    )
+
+    @field_validator("system_prompt")
+    @classmethod
+    def _prompt_fields(cls, value: str) -> str:
+        try:
+            value.format(name="")
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError(
+                f"only {{name}} may appear in braces ({err}); write {{{{ }}}} for a literal brace"
+            ) from None
+        return value
+
+
 class AvatarConfig(Section):
     """The whole avatar.yaml."""
 
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     render: RenderConfig = Field(default_factory=RenderConfig)
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
 
 
 def load_config(path: Path | None) -> AvatarConfig:

@@ -1,0 +1,1 @@
+"""Dataset stage: chat.db -> training samples (see build.py), cleaned and pseudonymised."""
