@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -156,6 +157,12 @@ def test_split_is_by_session_and_deterministic(export: Any, tmp_path: Path) -> N
     snapshot = {p.relative_to(ws): p.read_bytes() for p in (ws / "dataset").rglob("*.jsonl")}
     build(ws, test_ratio=0.3)
     assert {p.relative_to(ws): p.read_bytes() for p in (ws / "dataset").rglob("*.jsonl")} == snapshot
+    manifest = json.loads((ws / "dataset" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["files"] == {
+        str(p.relative_to(ws / "dataset")): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((ws / "dataset").rglob("*.jsonl"))
+    }
+    assert manifest["config"]["test_ratio"] == 0.3 and manifest["store_messages"] == first.stats.store_messages
     meta = jsonl(ws / "dataset" / "meta.jsonl")
     train_sessions = {m["session"] for m in meta if m["split"] == "train"}
     test_sessions = {m["session"] for m in meta if m["split"] == "test"}

@@ -100,18 +100,25 @@ class Builder:
         self.rng = random.Random(0)  # reservoir samples for token lengths and examples
         self.token_texts: list[str] = []
         self.example_pool: list[dict[str, Any]] = []
-        self.files: dict[tuple[str, str], IO[str]] = {}
+        self.files: dict[tuple[str, str], IO[bytes]] = {}
+        self.hashes: dict[tuple[str, str], Any] = {}
         self.line_makers: dict[str, Callable[[list[tuple[str, str]]], str]] = {
             "firefly": lambda turns: formats.firefly_line(turns, self.conversation_id, self.name_prefix_json),
             "messages": lambda turns: formats.messages_line(turns, self.system_json),
             "sharegpt": lambda turns: formats.sharegpt_line(turns, self.system_json),
         }
         self.day_offsets: dict[int, int] = {}
+        self.buffers: dict[tuple[str, str], list[str]] = {}
+        self.session_info: dict[str, tuple[str, str, str]] = {}  # per chat: split, hash, chat JSON
         self.turn_text: dict[tuple[int, int], tuple[str, str]] = {}  # per chat: a turn's (text, JSON)
 
     @property
-    def written(self) -> list[str]:
-        return sorted(str(Path(f.name).relative_to(self.out)) for f in self.files.values())
+    def written(self) -> dict[str, str]:
+        """Relative path -> sha256 of every file written."""
+        return {
+            str(Path(self.files[key].name).relative_to(self.out)): self.hashes[key].hexdigest()
+            for key in sorted(self.files)
+        }
 
     def run(self, advance: Callable[[int], None] | None = None) -> None:
         cursor = self.store.conn.execute(_ROWS)
@@ -121,6 +128,9 @@ class Builder:
                 self._chat(chat_id, chat_rows)
                 if advance:
                     advance(len(chat_rows))
+            for fmt, split in list(self.buffers):
+                if self.buffers[fmt, split]:
+                    self._flush(fmt, split)
         finally:
             for f in self.files.values():
                 f.close()
@@ -139,6 +149,7 @@ class Builder:
             st.drop_reasons[reason] += len(rows)
             return
         self.turn_text.clear()
+        self.session_info.clear()
         lines, flagged = self._lines(chat_id, rows)
         gap_ms = int(self.dcfg.session_gap_hours * 3_600_000)
         candidates: list[Candidate] = []
@@ -216,7 +227,13 @@ class Builder:
     # -- writing -------------------------------------------------------------------------------
     def _write(self, c: Candidate, profane: bool, ids: list[int]) -> None:
         self.conversation_id += 1
-        split = split_of(c.session_key, self.dcfg.test_ratio)
+        if (session := self.session_info.get(c.session_key)) is None:
+            session = self.session_info[c.session_key] = (
+                split_of(c.session_key, self.dcfg.test_ratio),
+                _short_hash(c.session_key),
+                formats.encode(c.chat_name),
+            )
+        split, session_hash, chat_json = session
         st = self.stats
         st.samples[split] += 1
         st.profane_samples += profane
@@ -230,8 +247,8 @@ class Builder:
         reply_ids = ", ".join(str(line.id) for line in c.reply)
         tags = '"profanity"' if profane else ""
         self._emit("meta", "", (
-            f'{{"conversation_id": {self.conversation_id}, "split": "{split}", "chat": {formats.encode(c.chat_name)}, '
-            f'"group": {"true" if c.is_group else "false"}, "session": "{_short_hash(c.session_key)}", '
+            f'{{"conversation_id": {self.conversation_id}, "split": "{split}", "chat": {chat_json}, '
+            f'"group": {"true" if c.is_group else "false"}, "session": "{session_hash}", '
             f'"message_ids": [{", ".join(map(str, ids))}], "reply_ids": [{reply_ids}], '
             f'"tags": [{tags}]}}'
         ))  # fmt: skip
@@ -250,12 +267,24 @@ class Builder:
         return out
 
     def _emit(self, fmt: str, split: str, line: str) -> None:
+        buffer = self.buffers.setdefault((fmt, split), [])
+        buffer.append(line)
+        if len(buffer) >= 4096:  # one write per few thousand lines, not one per line
+            self._flush(fmt, split)
+
+    def _flush(self, fmt: str, split: str) -> None:
+        """Write a buffer, hashing as we go (manifest.json records each file's sha256)."""
         f = self.files.get((fmt, split))
         if f is None:
             path = self.out / (f"{fmt}/{split}.jsonl" if split else f"{fmt}.jsonl")
             path.parent.mkdir(parents=True, exist_ok=True)
-            f = self.files[fmt, split] = path.open("w", encoding="utf-8")
-        f.write(line + "\n")
+            f = self.files[fmt, split] = path.open("wb")
+            self.hashes[fmt, split] = hashlib.sha256()
+        buffer = self.buffers[fmt, split]
+        data = ("\n".join(buffer) + "\n").encode()
+        self.hashes[fmt, split].update(data)
+        f.write(data)
+        buffer.clear()
 
     def _reservoir(self, turns: list[tuple[str, str]]) -> None:
         """Uniform samples over all written samples, without holding them all."""
@@ -341,18 +370,10 @@ def _finish(builder: Builder, store: Store, tmp: Path) -> None:
         "self_name": stats.self_name,
         "config": builder.dcfg.model_dump(),
         "samples": dict(stats.samples),
-        "files": {name: _sha256(tmp / name) for name in builder.written},
+        "files": builder.written,
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
     write_report(stats, tmp / "report.html")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _swap(tmp: Path, final: Path) -> None:
