@@ -216,3 +216,12 @@ def test_cli_flags(tmp_path: Path) -> None:
     assert bad.returncode == 2 and bad.stderr.startswith("error: --test-ratio") and "Traceback" not in bad.stderr
     bad = run_cli("dataset", "--workspace", tmp_path, "--format", "alpaca")
     assert bad.returncode == 2 and "--format" in bad.stderr
+
+
+def test_unnamed_contacts_are_known_only_by_pseudonym(tmp_path: Path) -> None:
+    rows = [("wxid_stranger42", "wxid_stranger42", 0, "你好 我是 wxid_stranger42"), ("wxid_stranger42", ME, 1, "你好")]
+    build(make_store(tmp_path, rows), test_ratio=0)
+    outputs = "".join(p.read_text(encoding="utf-8") for p in (tmp_path / "dataset").rglob("*") if p.is_file())
+    assert "wxid_stranger42" not in outputs
+    assert train(tmp_path)[0]["conversation"][0]["human"] == "<WXID_1>:你好 我是 <WXID_1>"
+    assert jsonl(tmp_path / "dataset" / "meta.jsonl")[0]["chat"] == "<WXID_1>"

@@ -138,6 +138,7 @@ class Builder:
     # -- one chat ------------------------------------------------------------------------------
     def _chat(self, chat_id: str, rows: list[tuple[Any, ...]]) -> None:
         chat_kind, chat_name, contact_kind = self.names.chat(chat_id)
+        chat_name = self.pseudo(chat_name)  # an unnamed chat is known only by its wxid or room id
         st = self.stats
         st.store_messages += len(rows)
         st.messages_per_chat[chat_name] += len(rows)
