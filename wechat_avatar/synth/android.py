@@ -77,8 +77,8 @@ def synth_android(
     _write_db(db_path, key, cast, uin, history, csv_dir, progress)
     _write_prefs(prefs_dir, uin)
     manifest_path = out / "synth.json"
-    manifest = _manifest(cast, history, seed=seed, imei=imei, uin=uin, key=key)
-    manifest_path.write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    made = manifest(cast, history, seed=seed, imei=imei, uin=uin, key=key)
+    manifest_path.write_text(json.dumps(made, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return SynthResult(out, db_path, csv_dir, prefs_dir, manifest_path, messages, cast.me.wxid, key)
 
 
@@ -196,7 +196,7 @@ def _write_prefs(prefs_dir: Path, uin: str) -> None:
     )
 
 
-def _manifest(cast: Cast, history: History, **made_with: object) -> dict[str, object]:
+def manifest(cast: Cast, history: History, **made_with: object) -> dict[str, object]:
     """Everything a test or a person needs to know about this export without decrypting it."""
     return {
         **made_with,

@@ -88,3 +88,38 @@ def media_table(topic: str, group: bool) -> tuple[list[str], list[float]]:
         total += MEDIA_WEIGHTS[kind] * boost.get(kind, 1)
         cum.append(total)
     return kinds, cum
+
+
+# The same kinds in PC/"wire" numbering (reference §4): PC 3.x `Type`/`SubType`, 4.x
+# `local_type`, and the exports' type columns. Android's packed codes map to these pairs too
+# (sources/android.py), so every format renders each message the same way.
+WIRE_TYPE = {
+    "text": (1, 0),
+    "image": (3, 0),
+    "voice": (34, 0),
+    "friend_request": (37, 0),
+    "card": (42, 0),
+    "video": (43, 0),
+    "sticker": (47, 0),
+    "location": (48, 0),
+    "link": (49, 5),
+    "bili": (49, 4),
+    "record": (49, 19),
+    "mini": (49, 33),
+    "music": (49, 3),
+    "malformed": (49, 5),
+    "voip": (50, 0),
+    "system": (10000, 0),
+    "revoke": (10000, 0),
+    "revoke_old": (10000, 0),
+    "article": (49, 5),
+    "transfer": (49, 2000),
+    "redpacket": (49, 2001),
+    "channels": (49, 51),
+    "quote": (49, 57),
+    "pat": (49, 62),
+    "file": (49, 6),
+    "announcement": (49, 87),
+    "unknown": (999999 & 0xFFFF, 0),  # what Android's unknown code reads as: nobody knows it either way
+    "bad_utf8": (1, 0),
+}
