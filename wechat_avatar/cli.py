@@ -113,15 +113,26 @@ def synth(
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same export.")] = 0,
     imei: Annotated[str, typer.Option(help="IMEI the key is derived from.")] = "1234567890ABCDEF",
     uin: Annotated[str, typer.Option(help="uin the key is derived from.")] = "1727374951",
+    fmt: Annotated[
+        str,
+        typer.Option("--format", help="android, pc3, pc4, pywxdump, memotrace or chatlog: the same history in each."),
+    ] = "android",
 ) -> None:
     """Write a deterministic synthetic WeChat export (encrypted EnMicroMsg.db + the seed's CSVs).
 
     The persona has learnable habits, a few rude replies, and planted PII: the fixture for
-    tests, benchmarks and the demo. No real person's data is involved.
+    tests, benchmarks and the demo. No real person's data is involved. --format writes the
+    same persona and messages as a PC 3.x or 4.x database or an export tool's files instead.
     """
     from wechat_avatar.synth import synth_android
+    from wechat_avatar.synth.formats import synth_export
 
     with _progress() as progress:
+        if fmt != "android":
+            made = synth_export(out_dir, fmt, messages=messages, seed=seed, progress=progress("synth", messages))
+            out.print(f"wrote {made.messages} messages of {made.self_wxid} as {fmt} to {made.path}\n"
+                      f"Next: [bold]wechat-avatar ingest {made.path} --workspace workspace[/]")  # fmt: skip
+            return
         result = synth_android(out_dir, messages=messages, seed=seed, imei=imei, uin=uin,
                                progress=progress("synth", messages))  # fmt: skip
     out.print(
@@ -138,33 +149,47 @@ def ingest(
     imei: Annotated[str | None, typer.Option(help="Phone IMEI for the key (default 1234567890ABCDEF).")] = None,
     uin: Annotated[str | None, typer.Option(help="Your WeChat uin (shared_prefs default_uin).")] = None,
     key: Annotated[str | None, typer.Option(help="The 7-hex-char EnMicroMsg.db key, if known.")] = None,
+    timezone: Annotated[
+        str | None, typer.Option(help="Zone of exports' local-time strings (default Asia/Shanghai).")
+    ] = None,
+    self_wxid: Annotated[
+        str | None, typer.Option("--self", help="Your wxid, where an input does not say whose history it is.")
+    ] = None,
 ) -> None:
     """Read WeChat exports into WORKSPACE/chat.db (re-ingesting adds nothing twice).
 
     Accepts an Android EnMicroMsg.db (encrypted: key from --imei/--uin, a shared_prefs
     folder, or --key; or already decrypted), or a folder of the seed's CSV exports of its
-    message/rcontact/userinfo/chatroom tables. Detected by content.
+    message/rcontact/userinfo/chatroom tables; a decrypted PC WeChat 3.x Msg folder or 4.x
+    db_storage; PyWxDump, MemoTrace or chatlog exports. Detected by content. Several at
+    once are merged: a message two sources hold is stored once.
     """
     from wechat_avatar.ingest import ingest as run_ingest
     from wechat_avatar.store import Store
 
     cfg = _config(config)
-    overrides = {k: v for k, v in {"imei": imei, "uin": uin, "key": key}.items() if v is not None}
-    cfg.ingest = cfg.ingest.model_copy(update=overrides)
+    overrides = {k: v for k, v in {"imei": imei, "uin": uin, "key": key, "timezone": timezone}.items() if v is not None}
+    try:
+        cfg.ingest = type(cfg.ingest).model_validate({**cfg.ingest.model_dump(), **overrides})
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise UsageError(f"--{first['loc'][0]}: {first['msg'].removeprefix('Value error, ')}") from None
     if key:
         from wechat_avatar.android_crypto import check_key
 
         check_key(key)
     with Store.open(workspace) as store, _progress() as progress:
-        reports = run_ingest(paths, store, cfg, progress)
+        reports = run_ingest(paths, store, cfg, progress, self_wxid=self_wxid)
         totals = {t: store.count(t) for t in ("messages", "chats", "contacts")}
     for r in reports:
         skipped = ", ".join(f"{n} {why}" for why, n in r.skipped.most_common()) or "none"
         repaired = ", ".join(f"{n} {what}" for what, n in r.repaired.most_common())
         out.print(
             f"[bold]{r.kind}[/] {r.path}: read {r.read}, added {r.added}, already stored {r.already_stored}, "
-            f"skipped {skipped}" + (f", repaired {repaired}" if repaired else "")
+            f"merged {r.merged}, skipped {skipped}" + (f", repaired {repaired}" if repaired else "")
         )
+        for note in r.notes:
+            out.print(Text(f"  note: {note}"))
         problems = {s: n for s, n in r.statuses.items() if s in {"unknown", "failed"}}
         if problems:
             out.print(f"  kept raw with an unknown placeholder: {problems}")

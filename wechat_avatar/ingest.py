@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from wechat_avatar.config import AvatarConfig, RenderConfig
 from wechat_avatar.render import render
-from wechat_avatar.sources.base import RowMapper, Source, map_rows
+from wechat_avatar.sources.base import Hints, RowMapper, Source, map_rows
 from wechat_avatar.sources.detect import open_sources
 from wechat_avatar.store import Store, message_row
 
@@ -157,10 +157,18 @@ def ingest_source(
 
 
 def ingest(
-    paths: list[Path], store: Store, cfg: AvatarConfig, progress: ProgressHook | None = None
+    paths: list[Path],
+    store: Store,
+    cfg: AvatarConfig,
+    progress: ProgressHook | None = None,
+    self_wxid: str | None = None,
 ) -> list[SourceReport]:
+    """Ingest every source found in `paths`; `self_wxid` (--self) says whose history an export is."""
+    account = store.account
+    hints = Hints(self_wxid=self_wxid, timezone=cfg.ingest.timezone, names=store.contact_names,
+                  account=lambda: (a.wxid if (a := account()) else None))  # fmt: skip
     reports = []
-    for source in open_sources(paths, cfg.ingest):
+    for source in open_sources(paths, cfg.ingest, hints):
         try:
             advance = progress(f"{source.kind} {source.path.name}", source.count()) if progress else None
             reports.append(ingest_source(store, source, cfg, advance))

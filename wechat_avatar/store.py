@@ -317,6 +317,11 @@ class Store:
         row = self.conn.execute("SELECT wxid, nickname FROM account WHERE id = 1").fetchone()
         return Account(*row) if row else None
 
+    def contact_names(self) -> dict[str, str]:
+        """Remark or nickname -> wxid, for exports that name a chat but never give its id (groups win)."""
+        rows = self.conn.execute("SELECT wxid, remark, nickname FROM contacts ORDER BY kind = 'group', wxid")
+        return {name: wxid for wxid, remark, nickname in rows for name in (nickname, remark) if name}
+
     def count(self, table: str) -> int:
         if table not in {"messages", "contacts", "chats", "members", "ingests"}:
             raise ValueError(table)

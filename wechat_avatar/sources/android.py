@@ -21,13 +21,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import blackboxprotobuf
 import sqlcipher3
 
 from wechat_avatar import android_crypto
 from wechat_avatar.canonical import Account, Contact, ContactKind, Member, Message, contact_kind
 from wechat_avatar.errors import SourceFormatError
-from wechat_avatar.sources.base import BadRecord, RowMapper, decode_text
+from wechat_avatar.sources.base import BadRecord, RowMapper, decode_text, roomdata_names
 
 # Android packs the appmsg subtype into the high bits of `type`; these codes are not
 # recoverable from `type & 0xFFFF` alone (reference/wechat-formats.md §1.4).
@@ -54,10 +53,6 @@ USERINFO_COLUMNS = ("id", "value")
 CHATROOM_COLUMNS = ("chatroomname", "memberlist", "displayname", "roomdata")
 
 _GROUP_PREFIX = re.compile(r"([A-Za-z0-9_\-@.]+):[ \t]*\n")
-_ROOMDATA = {
-    "1": {"type": "message", "seen_repeated": True,
-          "message_typedef": {"1": {"type": "string"}, "2": {"type": "string"}}},
-}  # fmt: skip
 
 
 def android_type(code: int) -> tuple[int, int]:
@@ -143,7 +138,7 @@ def contact_from_rcontact(row: Mapping[str, Any], self_wxid: str) -> Contact:
 def members_from_chatroom(row: Mapping[str, Any]) -> list[Member]:
     """Group members, with their in-group names from `roomdata` where it decodes."""
     room = row["chatroomname"]
-    names = _roomdata_names(row["roomdata"])
+    names = roomdata_names(row["roomdata"])
     wxids = [w for w in (row["memberlist"] or "").split(";") if w]
     return [Member(chat_id=room, wxid=w, display_name=names.get(w, "")) for w in wxids]
 
@@ -157,23 +152,6 @@ def strangers_from_chatroom(row: Mapping[str, Any]) -> list[Contact]:
     return [
         Contact(wxid=w, nickname=n, kind=contact_kind(w, is_friend=False)) for w, n in zip(wxids, nicks, strict=True)
     ]
-
-
-def _roomdata_names(blob: bytes | str | None) -> dict[str, str]:
-    if isinstance(blob, str):  # CSV exports carry BLOBs as hex
-        try:
-            blob = bytes.fromhex(blob)
-        except ValueError:
-            return {}
-    if not blob:
-        return {}
-    try:
-        decoded, _ = blackboxprotobuf.decode_message(blob, _ROOMDATA)
-    except Exception:  # a damaged blob only costs us the in-group names
-        return {}
-    items = decoded.get("1", [])
-    items = items if isinstance(items, list) else [items]
-    return {m["1"]: m.get("2", "") for m in items if isinstance(m, dict) and m.get("1") and m.get("2")}
 
 
 def account_from_userinfo(rows: Iterable[Mapping[str, Any]], where: str) -> Account:

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import blackboxprotobuf
+
 from wechat_avatar.canonical import Account, Contact, Member, Message
+from wechat_avatar.errors import SourceFormatError
+
+
+@dataclass(frozen=True)
+class Hints:
+    """What the user or the workspace tells the readers that an export may not say itself."""
+
+    self_wxid: str | None = None  # --self: whose history this is
+    timezone: str = "Asia/Shanghai"  # --timezone: how an export's local-time strings are read
+    account: Callable[[], str | None] = lambda: None  # the workspace's account, if it has one yet
+    names: Callable[[], Mapping[str, str]] = dict  # contact or group name -> wxid, as the workspace knows them
 
 
 class BadRecord(ValueError):
@@ -67,6 +82,25 @@ def map_rows(rows: Iterable[Sequence[Any]], mapper: RowMapper) -> tuple[list[Mes
     return messages, skipped, repaired
 
 
+def query(path: Path, sql: str, *args: Any) -> Iterator[tuple[Any, ...]]:
+    """Rows of one query on a decrypted WeChat database, opened read-only (the PC readers).
+
+    A damaged or truncated file is a SourceFormatError, even half-way through.
+    """
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    try:
+        yield from conn.execute(sql, args)
+    except sqlite3.Error as err:
+        raise SourceFormatError(f"{path.name} is damaged or truncated: {err}") from err
+    finally:
+        conn.close()
+
+
+def query_value(path: Path, sql: str, *args: Any) -> Any:
+    rows = list(query(path, sql, *args))
+    return rows[0][0] if rows else None
+
+
 def decode_text(value: bytes | str | None) -> tuple[str, bool]:
     """Bytes from a chat DB as text; returns (text, was_clean).
 
@@ -81,3 +115,28 @@ def decode_text(value: bytes | str | None) -> tuple[str, bool]:
         return value.decode("utf-8"), True
     except UnicodeDecodeError:
         return value.decode("utf-8", errors="replace"), False
+
+
+# roomdata / RoomData / ext_buffer: repeated field 1 = member {1: wxid, 2: in-group name}.
+# The same protobuf on Android, PC 3.x and 4.x; a few rows per group, so bbpb's speed is fine.
+_ROOMDATA = {
+    "1": {"type": "message", "seen_repeated": True,
+          "message_typedef": {"1": {"type": "string"}, "2": {"type": "string"}}},
+}  # fmt: skip
+
+
+def roomdata_names(blob: bytes | str | None) -> dict[str, str]:
+    if isinstance(blob, str):  # CSV exports carry BLOBs as hex
+        try:
+            blob = bytes.fromhex(blob)
+        except ValueError:
+            return {}
+    if not blob:
+        return {}
+    try:
+        decoded, _ = blackboxprotobuf.decode_message(blob, _ROOMDATA)
+    except Exception:  # a damaged blob only costs us the in-group names
+        return {}
+    items = decoded.get("1", [])
+    items = items if isinstance(items, list) else [items]
+    return {m["1"]: m.get("2", "") for m in items if isinstance(m, dict) and m.get("1") and m.get("2")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,14 +15,38 @@ from wechat_avatar.config import IngestConfig
 from wechat_avatar.errors import DecryptError, SourceFormatError, UsageError
 from wechat_avatar.sources.android import AndroidDb
 from wechat_avatar.sources.android_csv import AndroidCsv, looks_like_export
-from wechat_avatar.sources.base import Source
+from wechat_avatar.sources.base import Hints, Source
+from wechat_avatar.sources.chatlog import ChatlogCsv, ChatlogJson
+from wechat_avatar.sources.classify import (
+    PC_DATABASE,
+    SQLITE_MAGIC,
+    csv_kind,
+    database_kind,
+    json_kind,
+    sqlite_tables,
+    still_encrypted,
+)
+from wechat_avatar.sources.memotrace import MemoTraceExport
+from wechat_avatar.sources.pc3 import Pc3Db
+from wechat_avatar.sources.pc4 import Pc4Db
+from wechat_avatar.sources.pywxdump import PyWxDumpExport
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
 PREFS_UIN_NAMES = re.compile(r"^(default_uin|_?auth_uin|last_login_uin)$")
 LOOKED_FOR = (
     "an EnMicroMsg.db (encrypted or decrypted), a folder of CSV exports of its "
-    "message/rcontact/userinfo tables, or shared_prefs XML with your uin"
+    "message/rcontact/userinfo tables, or shared_prefs XML with your uin; a decrypted PC WeChat 3.x "
+    "Msg folder (MicroMsg.db, MSG0.db …) or 4.x db_storage (message_0.db …, contact.db); "
+    "PyWxDump CSV/JSON, MemoTrace CSV or chatlog JSON/CSV exports"
 )
+_PC_KEY_FOLDERS = {"multi", "message", "contact"}  # Msg/Multi/MSG0.db, db_storage/message/message_0.db …
+
+
+@dataclass
+class PcFiles:
+    """One PC account's decrypted databases: message shards, and the contacts database if found."""
+
+    shards: list[Path] = field(default_factory=list)
+    names: Path | None = None
 
 
 @dataclass
@@ -29,6 +54,20 @@ class Found:
     databases: list[Path] = field(default_factory=list)
     csv_folders: list[Path] = field(default_factory=list)
     uins: list[str] = field(default_factory=list)
+    pc3: dict[Path, PcFiles] = field(default_factory=dict)  # by the folder holding the account's databases
+    pc4: dict[Path, PcFiles] = field(default_factory=dict)
+    exports: dict[str, list[Path]] = field(default_factory=dict)  # kind -> files
+    encrypted: list[Path] = field(default_factory=list)  # PC databases nobody decrypted
+
+    def add_export(self, kind: str, path: Path) -> None:
+        files = self.exports.setdefault(kind, [])
+        if path not in files:
+            files.append(path)
+
+    def empty(self) -> bool:
+        pc = any(f.shards for f in [*self.pc3.values(), *self.pc4.values()])
+        exports = any(k not in ("pywxdump-users", "empty") for k in self.exports)
+        return not (self.databases or self.csv_folders or pc or exports)
 
 
 def uin_from_prefs(path: Path) -> str | None:
@@ -53,24 +92,87 @@ def scan(paths: list[Path]) -> Found:
         if not path.exists():
             raise UsageError(f"no such file or folder: {path}")
         if path.is_dir():
-            _scan_folder(path, found)
+            _scan_android_folder(path, found)
+            _scan_tree(path, found)
         elif path.suffix.lower() == ".xml":
             _add_uin(found, path)
-        elif path.suffix.lower() == ".csv":
-            _scan_folder(path.parent, found)
+        elif path.suffix.lower() in (".csv", ".json"):
+            _add_text_file(path, found, given=True)
         else:
-            found.databases.append(path)
-    if not found.databases and not found.csv_folders:
+            _add_database(path, found, given=True)
+    if found.empty():
+        if found.encrypted:
+            raise still_encrypted(found.encrypted[0])
+        if "empty" in found.exports:
+            raise SourceFormatError(f"{found.exports['empty'][0]} holds no messages", hint="export it again")
         raise SourceFormatError(f"found no WeChat history in {', '.join(map(str, paths))}; looked for {LOOKED_FOR}")
+    if found.encrypted and not (found.pc3 or found.pc4):
+        raise still_encrypted(found.encrypted[0])
     return found
 
 
-def _scan_folder(folder: Path, found: Found) -> None:
-    if looks_like_export(folder):
+def _scan_android_folder(folder: Path, found: Found) -> None:
+    """The phone's files: EnMicroMsg.db anywhere below, its table CSVs in this folder, shared_prefs."""
+    if any(csv_kind(p) == "android" for p in folder.glob("*.csv")) and looks_like_export(folder):
         found.csv_folders.append(folder)
     for prefs in [*folder.glob("*.xml"), *folder.glob("shared_prefs/*.xml")]:
         _add_uin(found, prefs)
     found.databases += sorted(p for p in folder.rglob("EnMicroMsg.db") if p.is_file())
+
+
+def _scan_tree(folder: Path, found: Found) -> None:
+    """PC databases and export files anywhere below (WeChat Files holds far more than these)."""
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = Path(root, name)
+            suffix = path.suffix.lower()
+            if suffix == ".db" and name != "EnMicroMsg.db":
+                _add_database(path, found, given=False)
+            elif suffix in (".csv", ".json"):
+                _add_text_file(path, found, given=False)
+
+
+def _add_database(path: Path, found: Found, given: bool) -> None:
+    """File a database by its tables; one handed over by name that we cannot place goes to Android's
+    reader, which says exactly what is wrong with it."""
+    pc_name = PC_DATABASE.match(path.name) is not None
+    size = path.stat().st_size
+    tables = sqlite_tables(path) if size else None
+    kind = database_kind(tables) if tables else None
+    if kind in ("pc3-msg", "pc3-names", "pc4-msg", "pc4-names"):
+        group = (found.pc3 if kind.startswith("pc3") else found.pc4).setdefault(_pc_folder(path), PcFiles())
+        if kind.endswith("-msg"):
+            group.shards.append(path)
+        else:
+            group.names = path
+    elif tables is None and pc_name and size:
+        found.encrypted.append(path)
+    elif given and pc_name and not size:
+        raise SourceFormatError(f"{path} is empty (0 bytes)", hint="copy the database again")
+    elif given and tables and kind is None:
+        raise SourceFormatError(f"{path.name} is not an EnMicroMsg.db: no message, rcontact, userinfo table; "
+                                "nor a PC WeChat MSG*.db / MicroMsg.db or a 4.x message_*.db / contact.db")  # fmt: skip
+    elif given:
+        found.databases.append(path)
+
+
+def _pc_folder(path: Path) -> Path:
+    return path.parent.parent if path.parent.name.lower() in _PC_KEY_FOLDERS else path.parent
+
+
+def _add_text_file(path: Path, found: Found, given: bool) -> None:
+    kind = csv_kind(path) if path.suffix.lower() == ".csv" else json_kind(path)
+    if kind == "android":
+        if given:
+            _scan_android_folder(path.parent, found)
+    elif kind is not None:
+        found.add_export(kind, path)
+        users = path.parent / "users.json"
+        if kind == "pywxdump" and users.is_file():
+            found.add_export("pywxdump-users", users)
+    elif given:
+        raise SourceFormatError(f"{path.name} is not an export I know; looked for {LOOKED_FOR}")
 
 
 def _add_uin(found: Found, path: Path) -> None:
@@ -120,11 +222,37 @@ def open_database(path: Path, keys: list[str]) -> AndroidDb:
     )
 
 
-def open_sources(paths: list[Path], cfg: IngestConfig) -> Iterator[Source]:
-    """Yield each source opened, one at a time, so a failure names the input it came from."""
+def open_sources(paths: list[Path], cfg: IngestConfig, hints: Hints | None = None) -> Iterator[Source]:
+    """Yield each source opened, one at a time, so a failure names the input it came from.
+
+    The phone first, then the PC databases, then the exports: where two hold the same
+    message, the first one's copy is kept (store.SourceWriter), and the richer it is the better.
+    """
+    hints = hints or Hints(timezone=cfg.timezone)
     found = scan(paths)
     keys = candidate_keys(cfg, found.uins)
     for folder in found.csv_folders:
         yield AndroidCsv(folder)
     for path in found.databases:
         yield open_database(path, keys)
+    yield from _pc_sources(found, hints)
+    exports = found.exports
+    if "pywxdump" in exports:
+        yield PyWxDumpExport(exports["pywxdump"], exports.get("pywxdump-users", []), hints)
+    if "memotrace" in exports:
+        yield MemoTraceExport(exports["memotrace"], hints)
+    if "chatlog-json" in exports:
+        yield ChatlogJson(exports["chatlog-json"], hints)
+    if "chatlog-csv" in exports:
+        yield ChatlogCsv(exports["chatlog-csv"], hints)
+
+
+def _pc_sources(found: Found, hints: Hints) -> Iterator[Source]:
+    for groups, reader in ((found.pc3, Pc3Db), (found.pc4, Pc4Db)):
+        named = [g.names for g in groups.values() if g.names]
+        for group in groups.values():
+            if not group.shards:
+                continue
+            # contacts handed over from another folder belong to the only account there is
+            names = group.names or (named[0] if len(named) == 1 and len(groups) <= 2 else None)
+            yield reader(group.shards, names, hints.self_wxid)

@@ -1,0 +1,196 @@
+"""PC WeChat 3.x, decrypted: `MicroMsg.db` (Contact, ChatRoom) beside `MSG0.db … MSGn.db` (MSG).
+
+Reference §2. CreateTime is in seconds; a type-49 payload is LZ4-block-compressed in
+CompressContent when StrContent is empty; a group member's wxid is item type 1 of the
+BytesExtra protobuf; a call is a status code with its bubble text in DisplayContent. The
+account is the folder above `Msg` (`WeChat Files/<wxid>/Msg/…`) unless `--self` says.
+Source key `pc3:<wxid>`, source_id `<shard>:<localId>` (e.g. `MSG0:406`): stable as long
+as the decrypted files are, and unique across shards, whose localIds each start at 1.
+An MSG row and what it becomes::
+
+    ("MSG0:406", MsgSvrID=77310, Type=49, SubType=57, IsSender=0, CreateTime=1687360045,
+     StrTalker="123@chatroom", StrContent=b"", DisplayContent=None, CompressContent=lz4(b"<msg><appmsg>…"),
+     BytesExtra=b"\\n\\x04\\x08\\x00\\x10\\x00\\x1a\\x0c\\x08\\x01\\x12\\x06wxid_a")
+    -> Message(source="pc3:wxid_me", source_id="MSG0:406", chat_id="123@chatroom", sender="wxid_a",
+               is_self=False, timestamp_ms=1687360045000, base_type=49, sub_type=57, content="<msg><appmsg>…",
+               source_type=49, server_id=77310)
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import lz4.block
+
+from wechat_avatar.canonical import Account, Contact, ContactKind, Member, Message, contact_kind
+from wechat_avatar.errors import UsageError
+from wechat_avatar.sources.base import BadRecord, RowMapper, decode_text, query, query_value, roomdata_names
+from wechat_avatar.sources.protobuf import ProtobufError, fields
+
+SYSTEM_TYPES = frozenset({10000, 10002})
+_LIST_SEPARATOR = re.compile(r"\^G|\x07")  # PyWxDump splits on "^G"; the byte may also be a raw BEL
+_SHARD = re.compile(r"^(?:de_)?MSG(\d*)\.db$", re.IGNORECASE)
+_ROWS = (
+    "SELECT ? || localId, MsgSvrID, Type, SubType, IsSender, CreateTime, StrTalker, CAST(StrContent AS BLOB), "
+    "CASE WHEN Type = 50 THEN CAST(DisplayContent AS BLOB) END, "
+    "CASE WHEN Type = 49 OR StrContent IS NULL OR StrContent = '' THEN CompressContent END, "
+    "CASE WHEN IsSender = 0 AND StrTalker LIKE '%@chatroom' THEN BytesExtra END "
+    "FROM MSG ORDER BY localId"
+)
+
+
+def lz4_text(blob: bytes) -> str:
+    """CompressContent: an LZ4 block without its size; WeChat pads it with NULs."""
+    for factor in (8, 12):  # PyWxDump assumes at most 256x; a long quote chain can need more
+        try:
+            raw = lz4.block.decompress(blob, uncompressed_size=len(blob) << factor)
+            break
+        except lz4.block.LZ4BlockError:
+            continue
+    else:
+        raise BadRecord("corrupt LZ4 CompressContent")
+    return decode_text(raw.rstrip(b"\x00"))[0]
+
+
+def sender_from_bytes_extra(blob: bytes | None) -> str:
+    """Item type 1 of BytesExtra {3: [{1: type, 2: value}]}; WeChatMsg drops a ':…' tail."""
+    if not blob:
+        raise BadRecord("group message without BytesExtra")
+    try:
+        for number, item in fields(blob):
+            if number == 3 and isinstance(item, bytes):
+                parts = dict(fields(item))
+                if parts.get(1) == 1 and isinstance(parts.get(2), bytes):
+                    return parts[2].decode("utf-8", "replace").split(":", 1)[0]
+    except ProtobufError:
+        raise BadRecord("broken BytesExtra protobuf") from None
+    raise BadRecord("BytesExtra names no sender")
+
+
+def message_from_msg(row: Sequence[Any], source: str, self_wxid: str) -> Message:
+    """One MSG row, columns as in _ROWS -> Message (raises BadRecord)."""
+    sid, server_id, base, sub, is_sender, created, talker, content, display, compressed, extra = row
+    if not talker:
+        raise BadRecord("no StrTalker")
+    if not isinstance(base, int) or not isinstance(created, int):
+        raise BadRecord("non-numeric Type or CreateTime")
+    content = decode_text(content)[0]
+    if not content and compressed:
+        content = lz4_text(compressed)
+    if base == 50 and display:  # the status code says less than the bubble text ("通话时长 00:27")
+        content = decode_text(display)[0]
+    is_self = is_sender == 1
+    if base in SYSTEM_TYPES:
+        sender = ""
+    elif is_self:
+        sender = self_wxid
+    elif talker.endswith("@chatroom"):
+        sender = sender_from_bytes_extra(extra)
+    else:
+        sender = talker
+    return Message(source, sid, talker, sender, is_self, created * 1000, base, sub or 0, content, base,
+                   server_id or None)  # fmt: skip
+
+
+def contact_from_contact(row: Sequence[Any], self_wxid: str) -> Contact:
+    """A Contact row (UserName, Alias, Remark, NickName, Type, VerifyFlag, Reserved1) -> Contact."""
+    wxid, alias, remark, nickname, rtype, verify, joined = row
+    if wxid == self_wxid:
+        kind = ContactKind.SELF
+    else:  # Reserved1 1 = a friend or a joined group, 0 = seen only in a group
+        friend = joined == 1 if joined is not None else bool((rtype or 0) & 1)
+        kind = contact_kind(wxid, is_friend=friend, verified=bool(verify))
+    return Contact(wxid=wxid, alias=alias or "", remark=remark or "", nickname=nickname or "", kind=kind)
+
+
+def members_from_chatroom(row: Sequence[Any]) -> list[Member]:
+    """A ChatRoom row (ChatRoomName, UserNameList, RoomData) -> its members with in-group names."""
+    room, user_list, room_data = row
+    names = roomdata_names(room_data)
+    return [Member(room, w, names.get(w, "")) for w in _LIST_SEPARATOR.split(user_list or "") if w]
+
+
+def account_wxid(path: Path) -> str | None:
+    """`…/WeChat Files/<wxid>/Msg/Multi/MSG0.db` -> <wxid>."""
+    for folder in path.parents:
+        if folder.name.lower() == "msg" and folder.parent.name:
+            return folder.parent.name
+        if folder.parent.name.lower() == "wechat files":
+            return folder.name
+    return None
+
+
+class Pc3Db:
+    """One account's decrypted MSG shards, and its MicroMsg.db if it was found beside them."""
+
+    kind = "pc3-db"
+
+    def __init__(self, shards: list[Path], micromsg: Path | None, self_wxid: str | None) -> None:
+        self.shards = sorted(shards, key=shard_number)
+        self.path = self.shards[0].parent
+        self.micromsg = micromsg
+        self.skipped: Counter[str] = Counter()
+        self.notes: list[str] = []
+        wxid = self_wxid or account_wxid(self.shards[0])
+        if not wxid:
+            raise UsageError(
+                f"cannot tell whose PC history {self.path} is",
+                hint="pass --self wxid_… (your wxid is the folder name under WeChat Files)",
+            )
+        self.self_wxid = wxid
+        if micromsg is None:
+            self.notes.append(f"no MicroMsg.db beside {self.shards[0].name}: contacts and groups keep their wxids "
+                              "as names; ingest MicroMsg.db too to name them")  # fmt: skip
+
+    @property
+    def source_key(self) -> str:
+        return f"pc3:{self.self_wxid}"
+
+    def account(self) -> Account:
+        nickname = ""
+        if self.micromsg is not None:
+            sql = "SELECT NickName FROM Contact WHERE UserName = ?"
+            nickname = query_value(self.micromsg, sql, self.self_wxid) or ""
+        return Account(self.self_wxid, nickname)
+
+    def contacts(self) -> Iterator[Contact]:
+        if self.micromsg is None:
+            return
+        sql = "SELECT UserName, Alias, Remark, NickName, Type, VerifyFlag, Reserved1 FROM Contact"
+        for row in query(self.micromsg, sql):
+            if row[0]:
+                yield contact_from_contact(row, self.self_wxid)
+
+    def members(self) -> Iterator[Member]:
+        if self.micromsg is None:
+            return
+        for row in query(self.micromsg, "SELECT ChatRoomName, UserNameList, RoomData FROM ChatRoom"):
+            yield from members_from_chatroom(row)
+
+    def count(self) -> int:
+        return sum(query_value(p, "SELECT coalesce(max(localId), 0) FROM MSG") for p in self.shards)
+
+    def rows(self) -> Iterator[Sequence[Any]]:
+        for shard in self.shards:
+            yield from query(shard, _ROWS, f"{shard_name(shard)}:")
+
+    def row_mapper(self) -> RowMapper:
+        return partial(message_from_msg, source=self.source_key, self_wxid=self.self_wxid)
+
+    def close(self) -> None:
+        pass
+
+
+def shard_number(path: Path) -> int:
+    match = _SHARD.match(path.name)
+    return int(match[1] or 0) if match else 0
+
+
+def shard_name(path: Path) -> str:
+    """MSG0.db and PyWxDump's decrypted copy de_MSG0.db are the same shard: 'MSG0'."""
+    return f"MSG{shard_number(path)}"

@@ -1,0 +1,195 @@
+"""WeChat 4.x (Windows and macOS), decrypted: `message_*.db` with one `Msg_<md5(talker)>` table
+per chat, joined to its talker and senders through `Name2Id`, beside `contact.db`.
+
+Reference §3. `local_type` packs `subtype << 32 | type`; `message_content` is zstd when it
+starts with zstd's magic (WCDB_CT_message_content = 4); others' group lines start
+"wxid:\\n" as on the phone; create_time is in seconds. The account is the data folder's
+name without its 4-character tail (`xwechat_files/<wxid>_a1b2/db_storage/…`), else the
+one sender other than the contact in private chats, else `--self`. Source key
+`pc4:<wxid>`, source_id `<shard>:<talker>:<local_id>`. A chat-table row and what it becomes::
+
+    ("message_0:123@chatroom:88", "123@chatroom", server_id=77310, local_type=244813135921, user_name="wxid_a",
+     create_time=1687360045, message_content=zstd(b"wxid_a:\\n<msg><appmsg>…"), status=4)
+    -> Message(source="pc4:wxid_me", source_id="message_0:123@chatroom:88", chat_id="123@chatroom",
+               sender="wxid_a", is_self=False, timestamp_ms=1687360045000, base_type=49, sub_type=57,
+               content="<msg><appmsg>…", source_type=244813135921, server_id=77310)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import zstandard
+
+from wechat_avatar.canonical import Account, Contact, ContactKind, Member, Message, contact_kind
+from wechat_avatar.errors import UsageError
+from wechat_avatar.sources.base import BadRecord, RowMapper, decode_text, query, query_value
+from wechat_avatar.sources.protobuf import ProtobufError, fields
+
+SYSTEM_TYPES = frozenset({10000, 10002})
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_ACCOUNT_FOLDER = re.compile(r"^(.+)_[0-9a-zA-Z]{4}$")
+_PREFIX = re.compile(r"([A-Za-z0-9_\-@.]+):\n")
+_ROWS = (
+    "SELECT ? || m.local_id, ?, m.server_id, m.local_type, n.user_name, m.create_time, "
+    "CAST(m.message_content AS BLOB), m.status FROM {table} m LEFT JOIN Name2Id n ON m.real_sender_id = n.rowid "
+    "ORDER BY m.sort_seq, m.local_id"
+)
+_local = threading.local()  # a zstd decompressor per thread
+
+
+def zstd_text(blob: bytes) -> str:
+    if not hasattr(_local, "zstd"):
+        _local.zstd = zstandard.ZstdDecompressor()
+    try:
+        raw = _local.zstd.decompressobj().decompress(blob)
+    except zstandard.ZstdError:
+        raise BadRecord("corrupt zstd message_content") from None
+    return decode_text(raw)[0]
+
+
+def message_from_v4(row: Sequence[Any], source: str, self_wxid: str) -> Message:
+    """One chat-table row, columns as in _ROWS -> Message (raises BadRecord)."""
+    sid, talker, server_id, local_type, user_name, created, blob, status = row
+    if not isinstance(local_type, int) or not isinstance(created, int):
+        raise BadRecord("non-numeric local_type or create_time")
+    base, sub = local_type & 0xFFFFFFFF, local_type >> 32
+    blob = blob or b""
+    content = zstd_text(blob) if blob.startswith(ZSTD_MAGIC) else decode_text(blob)[0]
+    sender = user_name or ""
+    if base in SYSTEM_TYPES:
+        sender, is_self = "", False
+    else:
+        if talker.endswith("@chatroom") and (match := _PREFIX.match(content)):
+            sender, content = match[1], content[match.end() :]
+        if not sender:  # no Name2Id row: the status is all there is (2 = sent)
+            sender = self_wxid if status == 2 else ("" if talker.endswith("@chatroom") else talker)
+        is_self = sender == self_wxid
+    return Message(source, sid, talker, sender, is_self, created * 1000, base, sub, content, local_type,
+                   server_id or None)  # fmt: skip
+
+
+def contact_from_v4(row: Sequence[Any], self_wxid: str) -> Contact:
+    """A contact row (username, alias, remark, nick_name, local_type, verify_flag) -> Contact.
+
+    local_type 1 = friend, 2 = group, 3 = seen only in a group, 5/6 = WeCom.
+    """
+    wxid, alias, remark, nickname, local_type, verify = row
+    if wxid == self_wxid:
+        kind = ContactKind.SELF
+    else:
+        kind = contact_kind(wxid, is_friend=local_type in (1, 2), verified=bool(verify))
+    return Contact(wxid=wxid, alias=alias or "", remark=remark or "", nickname=nickname or "", kind=kind)
+
+
+def members_from_chat_room(row: Sequence[Any]) -> list[Member]:
+    """A chat_room row (username, ext_buffer): ext_buffer is roomdata as on Android and 3.x,
+    repeated field 1 = {1: wxid, 2: in-group name}."""
+    room, ext_buffer = row
+    try:
+        items = [dict(fields(v)) for n, v in fields(ext_buffer or b"") if n == 1 and isinstance(v, bytes)]
+    except ProtobufError:
+        return []  # a damaged blob only costs us the member list
+    return [Member(room, _text(i[1]), _text(i.get(2, b""))) for i in items if isinstance(i.get(1), bytes)]
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else ""
+
+
+def account_from_folder(path: Path) -> str | None:
+    """`xwechat_files/<wxid>_a1b2/db_storage/message/message_0.db` -> <wxid>."""
+    for folder in path.parents:
+        if folder.name == "db_storage" and (match := _ACCOUNT_FOLDER.match(folder.parent.name)):
+            return match[1]
+    return None
+
+
+class Pc4Db:
+    """One account's decrypted message_*.db shards and its contact.db, if found."""
+
+    kind = "pc4-db"
+
+    def __init__(self, shards: list[Path], contact: Path | None, self_wxid: str | None) -> None:
+        self.shards = sorted(shards, key=lambda p: (len(p.stem), p.stem))
+        self.path = self.shards[0].parent
+        self.contact = contact
+        self.skipped: Counter[str] = Counter()
+        self.notes: list[str] = []
+        self.tables = {shard: self._tables(shard) for shard in self.shards}
+        wxid = self_wxid or account_from_folder(self.shards[0]) or self._guess_self()
+        if not wxid:
+            hint = "pass --self wxid_… (your wxid: the xwechat_files folder name without its _xxxx tail)"
+            raise UsageError(f"cannot tell whose WeChat 4.x history {self.path} is", hint=hint)
+        self.self_wxid = wxid
+        if contact is None:
+            self.notes.append("no contact.db beside the message databases: contacts keep their wxids as names")
+
+    @property
+    def source_key(self) -> str:
+        return f"pc4:{self.self_wxid}"
+
+    def _tables(self, shard: Path) -> dict[str, str]:
+        """Chat table -> talker, by md5 of each Name2Id user_name; a table nobody hashes to is noted."""
+        users = query(shard, "SELECT user_name FROM Name2Id")
+        by_hash = {hashlib.md5(n.encode()).hexdigest(): n for (n,) in users if n}
+        names = [t for (t,) in query(shard, "SELECT name FROM sqlite_master WHERE type = 'table'")]
+        tables = {t: by_hash.get(t[4:].lower(), "") for t in names if t.startswith("Msg_")}
+        orphans = [t for t, talker in tables.items() if not talker]
+        if orphans:
+            self.notes.append(f"{shard.name}: {len(orphans)} chat tables match no Name2Id user, skipped")
+        return {t: talker for t, talker in tables.items() if talker}
+
+    def _guess_self(self) -> str | None:
+        """In a private chat every sender but the contact is you."""
+        votes: Counter[str] = Counter()
+        for shard, tables in self.tables.items():
+            for table, talker in tables.items():
+                if "@" in talker or talker.startswith("gh_"):
+                    continue
+                sql = (f"SELECT n.user_name FROM {table} m JOIN Name2Id n ON m.real_sender_id = n.rowid "
+                       "WHERE n.user_name != ? LIMIT 50")  # fmt: skip
+                votes.update(n for (n,) in query(shard, sql, talker))
+        return votes.most_common(1)[0][0] if votes else None
+
+    def account(self) -> Account:
+        nickname = ""
+        if self.contact is not None:
+            sql = "SELECT nick_name FROM contact WHERE username = ?"
+            nickname = query_value(self.contact, sql, self.self_wxid) or ""
+        return Account(self.self_wxid, nickname)
+
+    def contacts(self) -> Iterator[Contact]:
+        if self.contact is not None:
+            sql = "SELECT username, alias, remark, nick_name, local_type, verify_flag FROM contact"
+            yield from (contact_from_v4(row, self.self_wxid) for row in query(self.contact, sql) if row[0])
+
+    def members(self) -> Iterator[Member]:
+        if self.contact is not None:
+            for row in query(self.contact, "SELECT username, ext_buffer FROM chat_room"):
+                yield from members_from_chat_room(row)
+
+    def count(self) -> int:
+        return sum(
+            query_value(shard, f"SELECT coalesce(max(local_id), 0) FROM {table}")
+            for shard, tables in self.tables.items()
+            for table in tables
+        )
+
+    def rows(self) -> Iterator[Sequence[Any]]:
+        for shard, tables in self.tables.items():
+            for table, talker in tables.items():
+                yield from query(shard, _ROWS.format(table=table), f"{shard.stem}:{talker}:", talker)
+
+    def row_mapper(self) -> RowMapper:
+        return partial(message_from_v4, source=self.source_key, self_wxid=self.self_wxid)
+
+    def close(self) -> None:
+        pass

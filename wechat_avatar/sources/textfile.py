@@ -1,0 +1,103 @@
+"""Reading the export tools' text files: CSV in whatever encoding Excel left, JSON, local times.
+
+An export re-saved on a Chinese Windows machine is often GBK, sometimes only partly (one
+file appended to another): each line is decoded as UTF-8 and, where that fails, as
+GB18030 (a superset of GBK), and the summary says how many lines were.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from wechat_avatar.errors import SourceFormatError
+from wechat_avatar.sources.base import BadRecord
+
+csv.field_size_limit(sys.maxsize)  # one message can be megabytes of XML
+HEAD_BYTES = 65536  # enough of a JSON export to see its keys
+
+
+class CsvFile:
+    """One CSV export file: its header, then its rows as lists of strings."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.gbk_lines = 0
+        try:
+            with path.open("rb") as fh:
+                first = fh.readline()
+        except OSError as err:
+            raise SourceFormatError(f"cannot read {path}: {err.strerror}") from err
+        self.header = next(csv.reader([self._decode(first.removeprefix(b"\xef\xbb\xbf"))]), [])
+        self.header = [name.strip() for name in self.header]
+
+    def _decode(self, raw: bytes) -> str:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self.gbk_lines += 1
+            return raw.decode("gb18030", "replace")
+
+    def _lines(self) -> Iterator[str]:
+        with self.path.open("rb") as fh:
+            fh.readline()  # the header
+            decode = self._decode
+            for raw in fh:
+                yield decode(raw)
+
+    def rows(self) -> Iterator[list[str]]:
+        """Data rows; a quoted field may span lines. Raises SourceFormatError on broken quoting."""
+        try:
+            yield from csv.reader(self._lines())
+        except csv.Error as err:
+            raise SourceFormatError(f"{self.path.name} cannot be read as CSV: {err}") from err
+
+    def has_rows(self) -> bool:
+        return next(self._lines(), "").strip() != ""
+
+
+def count_lines(path: Path) -> int:
+    """Lines after the header: an estimate of the rows (a quoted newline counts twice), fast."""
+    lines = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            lines += chunk.count(b"\n")
+    return max(lines - 1, 0)
+
+
+def common_folder(files: Sequence[Path]) -> Path:
+    """The folder an export's files share (what the summary names)."""
+    return Path(os.path.commonpath([f.parent for f in files]))
+
+
+def json_head(path: Path) -> str:
+    """The first bytes of a JSON file as text (BOM dropped), for telling exports apart by key."""
+    with path.open("rb") as fh:
+        return fh.read(HEAD_BYTES).decode("utf-8-sig", "replace").lstrip()
+
+
+def local_ms(text: str, tz: str) -> int:
+    """'2023-06-21 23:07:25' in zone `tz` -> UTC milliseconds; raises BadRecord if unreadable.
+
+    A million rows share a few thousand distinct hours, so the zone arithmetic is cached
+    per hour and the rest is integer maths.
+    """
+    text = text.strip()
+    try:
+        if len(text) != 19 or text[4] != "-" or text[13] != ":":
+            raise ValueError
+        return _hour_ms(text[:13], tz) + (int(text[14:16]) * 60 + int(text[17:19])) * 1000
+    except ValueError:
+        raise BadRecord("unreadable time") from None
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _hour_ms(hour: str, tz: str) -> int:
+    start = datetime(int(hour[:4]), int(hour[5:7]), int(hour[8:10]), int(hour[11:13]), tzinfo=ZoneInfo(tz))
+    return int(start.timestamp()) * 1000
