@@ -27,6 +27,15 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return synth_android(tmp_path_factory.mktemp("synth") / "export", messages=1500, seed=3)
 
 
+@pytest.fixture(scope="session")
+def formats(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The same history as `export`, written as every PC database and export tool (format -> SynthExport)."""
+    from wechat_avatar.synth.formats import FORMATS, synth_export
+
+    base = tmp_path_factory.mktemp("formats")
+    return {fmt: synth_export(base / fmt, fmt, messages=1500, seed=3) for fmt in FORMATS if fmt != "android"}
+
+
 def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """The real `wechat-avatar` entry point in a child process, as a user runs it."""
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}

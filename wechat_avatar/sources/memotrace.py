@@ -132,7 +132,7 @@ class MemoTraceExport:
 
     def contacts(self) -> Iterator[Contact]:
         for chat in self.chats:
-            if chat.chat_id.startswith("memotrace_"):
+            if chat.chat_id not in chat.names:  # a group, or a chat nobody but you wrote in: named by its folder
                 yield Contact(chat.chat_id, nickname=chat.path.parent.name, kind=contact_kind(chat.chat_id))
             for wxid, (remark, nickname) in chat.names.items():
                 friend = wxid == chat.chat_id  # only a private chat says you are friends

@@ -48,10 +48,13 @@ _local = threading.local()  # a zstd decompressor per thread
 def zstd_text(blob: bytes) -> str:
     if not hasattr(_local, "zstd"):
         _local.zstd = zstandard.ZstdDecompressor()
+    stream = _local.zstd.decompressobj()  # WCDB's frames need not record their size
     try:
-        raw = _local.zstd.decompressobj().decompress(blob)
+        raw = stream.decompress(blob)
     except zstandard.ZstdError:
         raise BadRecord("corrupt zstd message_content") from None
+    if not stream.eof:  # a cut-off frame decodes "fine" up to where it stops
+        raise BadRecord("corrupt zstd message_content")
     return decode_text(raw)[0]
 
 
