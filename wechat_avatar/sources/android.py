@@ -57,7 +57,7 @@ _GROUP_PREFIX = re.compile(r"([A-Za-z0-9_\-@.]+):[ \t]*\n")
 
 def android_type(code: int) -> tuple[int, int]:
     """Packed Android `type` -> (base type, sub type); the renderer refines 49's sub type."""
-    return ANDROID_TYPES.get(code) or (code & 0xFFFF, 0)  # inlined in message_from_row
+    return ANDROID_TYPES.get(code) or (code & 0xFFFF, 0)
 
 
 def split_group_prefix(content: str) -> tuple[str, str]:
@@ -87,7 +87,7 @@ def message_from_row(row: Sequence[Any], source: str, self_wxid: str) -> Message
     if isinstance(talker, bytes):
         talker = decode_text(talker)[0]
     code = _int(code, "type")
-    base, sub = ANDROID_TYPES.get(code) or (code & 0xFFFF, 0)
+    base, sub = android_type(code)
     if content.__class__ is bytes:
         try:
             content = content.decode()
