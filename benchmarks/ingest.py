@@ -1,25 +1,34 @@
-"""Ingest speed and memory against a plain row scan of the same data, in one run.
+"""Ingest speed and memory against a plain row scan of the same data, in one run, per format.
 
-    python benchmarks/ingest.py [--messages 1000000] [--keep DIR]
+    python benchmarks/ingest.py [--messages 1000000] [--keep DIR] [--formats android,pc3,pywxdump]
 
-(a) baseline: open the encrypted EnMicroMsg.db with its key and `SELECT *` every message row;
-(b) the full `wechat-avatar ingest` (decrypt, map, render, write chat.db) in a child process.
+For each format, (a) a baseline that only reads every message row: the encrypted
+EnMicroMsg.db opened with its key and `SELECT *` (android), `SELECT *` from every decrypted
+MSGn.db (pc3), every PyWxDump CSV through the csv module (pywxdump); and (b) the full
+`wechat-avatar ingest` of it (map, decompress, render, write chat.db) in a child process.
 Prints b/a and the ingest's peak RSS. Targets: ratio <= 5, peak RSS <= 1 GB.
+The Android export lives in DIR itself (as before), the others in DIR/pc3, DIR/pywxdump.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 
 from wechat_avatar import android_crypto
+
+UIN = "1727374951"
+csv.field_size_limit(sys.maxsize)
 
 
 def run_child(args: list[str]) -> tuple[float, int]:
@@ -40,43 +49,77 @@ def run_child(args: list[str]) -> tuple[float, int]:
     return elapsed, peak
 
 
-def scan(db: Path, key: str) -> tuple[float, int]:
-    start = time.perf_counter()
-    conn = android_crypto.open_encrypted(db, key)
-    rows = 0
-    for _ in conn.execute("SELECT * FROM message"):
-        rows += 1
+def scan_android(export: Path) -> int:
+    conn = android_crypto.open_encrypted(
+        export / "EnMicroMsg.db", android_crypto.android_key(android_crypto.DEFAULT_IMEI, UIN)
+    )
+    rows = sum(1 for _ in conn.execute("SELECT * FROM message"))
     conn.close()
-    return time.perf_counter() - start, rows
+    return rows
+
+
+def scan_pc3(export: Path) -> int:
+    rows = 0
+    for shard in sorted(export.rglob("MSG*.db")):
+        conn = sqlite3.connect(shard)
+        rows += sum(1 for _ in conn.execute("SELECT * FROM MSG"))
+        conn.close()
+    return rows
+
+
+def scan_pywxdump(export: Path) -> int:
+    rows = 0
+    for path in sorted(export.rglob("*.csv")):
+        with path.open(encoding="utf-8", newline="") as fh:
+            rows += sum(1 for _ in csv.reader(fh)) - 1
+    return rows
+
+
+# format -> (what proves the export is there, the baseline scan, what to hand to ingest)
+FORMATS: dict[str, tuple[str, Callable[[Path], int], Callable[[Path], list[str]]]] = {
+    "android": ("EnMicroMsg.db", scan_android, lambda e: [str(e / "EnMicroMsg.db"), "--uin", UIN]),
+    "pc3": ("synth.json", scan_pc3, lambda e: [str(e / "WeChat Files" / "wxid_avatar_self")]),
+    "pywxdump": ("synth.json", scan_pywxdump, lambda e: [str(e)]),
+}
+
+
+def bench(fmt: str, export: Path, work: Path, messages: int, repeat: int) -> None:
+    marker, scan, ingest_args = FORMATS[fmt]
+    cli = [sys.executable, "-m", "wechat_avatar"]
+    if not (export / marker).exists():
+        extra = [] if fmt == "android" else ["--format", fmt]
+        synth_s, _ = run_child([*cli, "synth", str(export), "--messages", str(messages), "--seed", "1", *extra])
+        print(f"{fmt:<9} synth      {messages:>9,} messages  {synth_s:7.2f} s")
+    scans, ingests = [], []
+    for i in range(repeat):  # this machine's disk is noisy: best of N for both sides
+        start = time.perf_counter()
+        rows = scan(export)
+        scans.append((time.perf_counter() - start, rows))
+        ws = work / f"ws-{fmt}-{i}"
+        ingests.append(run_child([*cli, "ingest", *ingest_args(export), "--workspace", str(ws)]))
+        shutil.rmtree(ws)
+    scan_s, rows = min(scans)
+    ingest_s, rss = min(t for t, _ in ingests), max(r for _, r in ingests)
+    print(f"{fmt:<9} (a) scan   {rows:>9,} rows      {scan_s:7.2f} s  ({rows / scan_s:,.0f} rows/s)")
+    print(f"{fmt:<9} (b) ingest {rows:>9,} rows      {ingest_s:7.2f} s  ({rows / ingest_s:,.0f} msgs/s)")
+    print(f"{fmt:<9} ratio b/a  {ingest_s / scan_s:.2f}   (target <= 5)")
+    print(f"{fmt:<9} peak RSS   {rss / 2**20:.0f} MiB, ingest and its render workers together  (target <= 1024)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=1_000_000)
-    parser.add_argument("--keep", type=Path, help="keep the export here and reuse it next time")
+    parser.add_argument("--keep", type=Path, help="keep the exports here and reuse them next time")
     parser.add_argument("--repeat", type=int, default=1, help="run both N times, report the best of each")
+    parser.add_argument("--formats", default="android,pc3,pywxdump", help="comma-separated: android, pc3, pywxdump")
     args = parser.parse_args()
-    cli = [sys.executable, "-m", "wechat_avatar"]
     root = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    export = args.keep or root / "export"
+    base = args.keep or root / "export"
     try:
-        if not (export / "EnMicroMsg.db").exists():
-            synth_s, _ = run_child([*cli, "synth", str(export), "--messages", str(args.messages), "--seed", "1"])
-            print(f"synth      {args.messages:>9,} messages  {synth_s:7.2f} s")
-        key = android_crypto.android_key(android_crypto.DEFAULT_IMEI, "1727374951")
-        scans, ingests = [], []
-        for i in range(args.repeat):  # this machine's disk is noisy: best of N for both sides
-            scans.append(scan(export / "EnMicroMsg.db", key))
-            ws = root / f"ws{i}"
-            ingests.append(run_child([*cli, "ingest", str(export / "EnMicroMsg.db"), "--uin", "1727374951",
-                                      "--workspace", str(ws)]))  # fmt: skip
-            shutil.rmtree(ws)
-        scan_s, rows = min(scans)
-        ingest_s, rss = min(t for t, _ in ingests), max(r for _, r in ingests)
-        print(f"(a) scan   {rows:>9,} rows      {scan_s:7.2f} s  ({rows / scan_s:,.0f} rows/s)")
-        print(f"(b) ingest {rows:>9,} rows      {ingest_s:7.2f} s  ({rows / ingest_s:,.0f} msgs/s)")
-        print(f"ratio b/a  {ingest_s / scan_s:.2f}   (target <= 5)")
-        print(f"peak RSS   {rss / 2**20:.0f} MiB, ingest and its render worker together  (target <= 1024)")
+        for fmt in args.formats.split(","):
+            if fmt not in FORMATS:
+                sys.exit(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+            bench(fmt, base if fmt == "android" else base / fmt, root, args.messages, args.repeat)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -385,20 +386,22 @@ class SourceWriter:
     def _numbered(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         keys = [row[_KEY] for row in rows]
         fresh = set(keys)
-        if len(fresh) == len(keys) and self._seen.isdisjoint(fresh):  # the usual batch: no repeats
-            self._seen |= fresh
+        earlier = fresh & self._seen  # keys an earlier batch already used
+        repeated = earlier if len(fresh) == len(keys) else earlier | {k for k, n in Counter(keys).items() if n > 1}
+        self._seen |= fresh
+        if not repeated:  # the usual batch
             return rows
-        numbered = []
-        for row in rows:
-            key = row[_KEY]
-            if key in self._seen:
-                n = self._repeats.get(key, 1)
-                self._repeats[key] = n + 1
-                row = (*row[:_KEY], _hash64(f"{key}#{n}"), *row[_KEY + 1 :])
-            else:
-                self._seen.add(key)
-            numbered.append(row)
-        return numbered
+        rows, first = list(rows), set()
+        for i, key in enumerate(keys):
+            if key not in repeated:
+                continue
+            if key not in earlier and key not in first:  # its first occurrence keeps the plain key
+                first.add(key)
+                continue
+            n = self._repeats.get(key, 1)
+            self._repeats[key] = n + 1
+            rows[i] = (*rows[i][:_KEY], _hash64(f"{key}#{n}"), *rows[i][_KEY + 1 :])
+        return rows
 
     def _split(self, rows: list[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[tuple[str, str, int, str]]]:
         """(rows to insert, merges to record) for one batch, with one indexed query per lookup."""

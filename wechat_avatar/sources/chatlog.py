@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from functools import partial
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -264,12 +265,12 @@ class ChatlogCsv(_Chatlog):
         gbk = 0
         for path in self.files:
             table = CsvFile(path)
-            where = [table.header.index(c) for c in CSV_COLUMNS]
+            pick = itemgetter(*(table.header.index(c) for c in CSV_COLUMNS))
             for cells in table.rows():
                 if len(cells) != len(table.header):
                     self.skipped["wrong number of CSV fields"] += skip
                     continue
-                yield [cells[i] for i in where]
+                yield pick(cells)
             gbk += table.gbk_lines
         if gbk and skip:
             self.notes.append(f"{gbk} lines were not UTF-8 and were read as GBK")

@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -151,12 +152,12 @@ class MemoTraceExport:
         gbk = 0
         for chat in self.chats:
             table = CsvFile(chat.path)
-            where = [table.header.index(c) for c in _ROW]
+            pick = itemgetter(*(table.header.index(c) for c in _ROW))
             for cells in table.rows():
                 if len(cells) != len(table.header):
                     self.skipped["wrong number of CSV fields"] += 1
                     continue
-                yield (chat.chat_id, *(cells[i] for i in where))
+                yield (chat.chat_id, *pick(cells))
             gbk += table.gbk_lines
         if gbk:
             self.notes.append(f"{gbk} lines were not UTF-8 and were read as GBK")

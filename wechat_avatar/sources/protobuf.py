@@ -19,25 +19,35 @@ def fields(buf: bytes) -> list[tuple[int, int | bytes]]:
     out: list[tuple[int, int | bytes]] = []
     pos, end = 0, len(buf)
     while pos < end:
-        key, pos = _varint(buf, pos)
+        key, pos = varint(buf, pos)
         number, wire = key >> 3, key & 7
         if wire == 0:
-            value, pos = _varint(buf, pos)
+            value, pos = varint(buf, pos)
         elif wire == 2:
-            size, pos = _varint(buf, pos)
-            value, pos = buf[pos : pos + size], pos + size
-        elif wire in (1, 5):
-            size = 8 if wire == 1 else 4
+            size, pos = varint(buf, pos)
             value, pos = buf[pos : pos + size], pos + size
         else:
-            raise ProtobufError(f"wire type {wire} at byte {pos}")
+            start, pos = pos, skip(buf, pos, wire)
+            value = buf[start:pos]
         if pos > end or number == 0:
             raise ProtobufError("truncated message" if pos > end else "field number 0")
         out.append((number, value))
     return out
 
 
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+def skip(buf: bytes, pos: int, wire: int) -> int:
+    """The position after a field's value, given its wire type (the key already read)."""
+    if wire == 0:
+        return varint(buf, pos)[1]
+    if wire == 2:
+        size, pos = varint(buf, pos)
+        return pos + size
+    if wire in (1, 5):
+        return pos + (8 if wire == 1 else 4)
+    raise ProtobufError(f"wire type {wire} at byte {pos}")
+
+
+def varint(buf: bytes, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
         if pos >= len(buf) or shift > 63:

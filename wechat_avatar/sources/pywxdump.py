@@ -28,6 +28,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from functools import partial
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -172,10 +173,10 @@ class PyWxDumpExport:
                 continue
             table = CsvFile(path)
             self._csv.append(table)
-            where = [table.header.index(c) for c in COLUMNS]
+            pick = itemgetter(*(table.header.index(c) for c in COLUMNS))
             width = len(table.header)
             for cells in table.rows():
-                yield tuple(cells[i] for i in where) if len(cells) == width else ()
+                yield pick(cells) if len(cells) == width else ()
 
     def rows(self) -> Iterator[Sequence[Any]]:
         self._csv = []
