@@ -66,9 +66,9 @@ def store_stats(store: Store, tz: ZoneInfo) -> dict[str, Any]:
             )
         ],
         "ingests": [
-            {"source": s, "kind": k, "path": p, "finished_at": f, "read": r, "added": a, "skipped": sk}
-            for s, k, p, f, r, a, sk in store.grouped(
-                "SELECT source, kind, path, finished_at, read, added, skipped FROM ingests ORDER BY id"
+            {"source": s, "kind": k, "path": p, "finished_at": f, "read": r, "added": a, "merged": m, "skipped": sk}
+            for s, k, p, f, r, a, m, sk in store.grouped(
+                "SELECT source, kind, path, finished_at, read, added, merged, skipped FROM ingests ORDER BY id"
             )
         ],
     }

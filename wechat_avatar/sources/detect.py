@@ -146,6 +146,8 @@ def _add_database(path: Path, found: Found, given: bool) -> None:
             group.shards.append(path)
         else:
             group.names = path
+    elif kind == "android" and not given:  # a decrypted phone database under another name
+        found.databases.append(path)
     elif tables is None and pc_name and size:
         found.encrypted.append(path)
     elif given and pc_name and not size:
