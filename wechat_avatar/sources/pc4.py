@@ -67,11 +67,11 @@ def message_from_v4(row: Sequence[Any], source: str, self_wxid: str) -> Message:
     blob = blob or b""
     content = zstd_text(blob) if blob.startswith(ZSTD_MAGIC) else decode_text(blob)[0]
     sender = user_name or ""
+    if talker.endswith("@chatroom") and (match := _PREFIX.match(content)):
+        sender, content = match[1], content[match.end() :]
     if base in SYSTEM_TYPES:
         sender, is_self = "", False
     else:
-        if talker.endswith("@chatroom") and (match := _PREFIX.match(content)):
-            sender, content = match[1], content[match.end() :]
         if not sender:  # no Name2Id row: the status is all there is (2 = sent)
             sender = self_wxid if status == 2 else ("" if talker.endswith("@chatroom") else talker)
         is_self = sender == self_wxid
