@@ -95,6 +95,10 @@ def test_empty_exports(tmp_path: Path) -> None:
     (tmp_path / "chatlog" / "answer.json").write_text("[]\n")
     fails(run_cli("ingest", tmp_path / "chatlog" / "answer.json", "--workspace", tmp_path / "ws"), 2,
           "answer.json holds no messages")  # fmt: skip
+    memo = ["localId", "TalkerId", "Type", "SubType", "IsSender", "CreateTime", "Status", "StrContent", "StrTime",
+            "Remark", "NickName", "Sender"]  # fmt: skip
+    write_csv(tmp_path / "memo" / "胡三行" / "胡三行_utf8.csv", memo, [], encoding="utf-8-sig")
+    fails(run_cli("ingest", tmp_path / "memo", "--workspace", tmp_path / "ws"), 2, "MemoTrace export", "no messages")
     empty_db = tmp_path / "MSG0.db"
     empty_db.write_bytes(b"")
     fails(run_cli("ingest", empty_db, "--workspace", tmp_path / "ws"), 2, "MSG0.db is empty (0 bytes)")

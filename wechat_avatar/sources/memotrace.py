@@ -70,6 +70,7 @@ class _Chat:
     others: Counter[str] = field(default_factory=Counter)  # senders who are not you
     names: dict[str, tuple[str, str]] = field(default_factory=dict)  # wxid -> (remark, nickname)
     own: str = ""  # your wxid, from your own rows
+    rows: int = 0
     chat_id: str = ""
 
 
@@ -81,7 +82,7 @@ class MemoTraceExport:
         self.skipped: Counter[str] = Counter()
         self.notes: list[str] = []
         self.chats = [self._survey(p) for p in self.files]
-        if not any(c.others or c.own for c in self.chats):
+        if not any(c.rows for c in self.chats):
             raise SourceFormatError(f"the MemoTrace export in {self.path} holds no messages",
                                     hint="export the chats again from MemoTrace")  # fmt: skip
         wxid = hints.self_wxid or next((c.own for c in self.chats if c.own), "") or hints.account()
@@ -97,6 +98,7 @@ class MemoTraceExport:
             if len(cells) != len(table.header):
                 continue
             is_sender, type_, remark, nickname, sender = (cells[i] for i in where)
+            chat.rows += 1
             if is_sender.strip() == "1":
                 chat.own = chat.own or sender
             elif sender and type_ not in ("10000", "10002"):
