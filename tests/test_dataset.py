@@ -225,3 +225,16 @@ def test_unnamed_contacts_are_known_only_by_pseudonym(tmp_path: Path) -> None:
     assert "wxid_stranger42" not in outputs
     assert train(tmp_path)[0]["conversation"][0]["human"] == "<WXID_1>:你好 我是 <WXID_1>"
     assert jsonl(tmp_path / "dataset" / "meta.jsonl")[0]["chat"] == "<WXID_1>"
+
+
+def test_the_writer_process_writes_what_the_serial_build_does(export: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    from wechat_avatar.dataset import build as stage1
+
+    ws = tmp_path / "ws"
+    assert run_cli("ingest", export.out, "--workspace", ws).returncode == 0
+    serial = build(ws, test_ratio=0.2)
+    files = {p.relative_to(ws): p.read_bytes() for p in (ws / "dataset").rglob("*.jsonl")}
+    monkeypatch.setattr(stage1, "PARALLEL_MIN_MESSAGES", 1)
+    parallel = build(ws, test_ratio=0.2)
+    assert {p.relative_to(ws): p.read_bytes() for p in (ws / "dataset").rglob("*.jsonl")} == files
+    assert parallel.stats == serial.stats

@@ -2,39 +2,45 @@
 
 Reads the store one chat at a time (never all messages at once), decides for every message
 whether it ends in a sample or why not, and writes everything into a temporary folder that
-replaces `dataset/` only when the build succeeded.
+replaces `dataset/` only when the build succeeded. Stage 1 (here) reads, counts and
+pseudonymises; stage 2 (samples.py) cuts windows and writes the formats.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import multiprocessing
 import os
-import random
+import queue
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import groupby
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from wechat_avatar import __version__
 from wechat_avatar.config import AvatarConfig, DatasetConfig
-from wechat_avatar.dataset import formats
-from wechat_avatar.dataset.clean import PROFANITY_PATTERN, BlockedWords, placeholder_only
+from wechat_avatar.dataset.clean import PROFANITY_PATTERN, BlockedWords
 from wechat_avatar.dataset.names import Names
 from wechat_avatar.dataset.pii import Pseudonymiser
+from wechat_avatar.dataset.samples import ChatLines, SampleWriter, Written
 from wechat_avatar.dataset.stats import DatasetStats
-from wechat_avatar.dataset.window import Candidate, Line, sessions, windows
-from wechat_avatar.errors import UsageError
+from wechat_avatar.dataset.window import Line
+from wechat_avatar.errors import AvatarError, UsageError
 from wechat_avatar.store import Store
+
+
+class DatasetError(AvatarError):
+    """The build itself failed (not the input)."""
+
 
 DATASET_DIR = "dataset"
 PRIVATE_DIR = "private"  # never part of a dataset: the pseudonym map lives here
-TOKEN_SAMPLE = 2000  # enough for a histogram; counting costs ~0.25 ms a sample
-EXAMPLES = 10
+PARALLEL_MIN_MESSAGES = 20_000  # below this, starting the writer process costs more than it saves
 # names are resolved per chat and sender (names.py), not joined per message
 _ROWS = (
     "SELECT id, chat_id, sender, is_self, ts_ms, category, render_status, text FROM messages "
@@ -47,12 +53,6 @@ class DatasetResult:
     path: Path
     stats: DatasetStats
     files: dict[str, Path]
-
-
-def split_of(session_key: str, test_ratio: float) -> str:
-    """Deterministic per session, so a conversation never straddles train and test."""
-    bucket = int.from_bytes(hashlib.md5(session_key.encode()).digest()[:4], "big") / 2**32
-    return "test" if bucket < test_ratio else "train"
 
 
 def chat_reason(cfg: DatasetConfig, chat_id: str, chat_name: str, chat_kind: str, contact_kind: str) -> str:
@@ -81,62 +81,32 @@ def message_reason(status: str, category: str, text: str) -> str:
 
 
 class Builder:
-    """One dataset build; `run` streams the store and fills `stats` and the output files."""
+    """Stage 1: reads the store one chat at a time, counts, pseudonymises, hands ChatLines on."""
 
     def __init__(self, store: Store, cfg: AvatarConfig, out: Path) -> None:
         self.store, self.cfg, self.dcfg, self.out = store, cfg, cfg.dataset, out
         self.names = Names(store)
         self.self_name = self.names.self_name
-        self.system = self.dcfg.system_prompt.format(name=self.self_name)
-        self.system_json = formats.encode(self.system)
-        self.name_prefix_json = formats.encode(f"{self.self_name}:")[:-1]
         self.tz = ZoneInfo(cfg.ingest.timezone)
         self.pseudo = Pseudonymiser()
         self.blocked = BlockedWords(self.dcfg.blocked_words)
-        self.fillers = set(self.dcfg.filler_replies)
-        self.seen_fillers: set[tuple[str, str]] = set()
         self.stats = DatasetStats(self_name=self.self_name, formats=list(self.dcfg.formats))
-        self.conversation_id = 0
-        self.rng = random.Random(0)  # reservoir samples for token lengths and examples
-        self.token_texts: list[str] = []
-        self.example_pool: list[dict[str, Any]] = []
-        self.files: dict[tuple[str, str], IO[bytes]] = {}
-        self.hashes: dict[tuple[str, str], Any] = {}
-        self.line_makers: dict[str, Callable[[list[tuple[str, str]]], str]] = {
-            "firefly": lambda turns: formats.firefly_line(turns, self.conversation_id, self.name_prefix_json),
-            "messages": lambda turns: formats.messages_line(turns, self.system_json),
-            "sharegpt": lambda turns: formats.sharegpt_line(turns, self.system_json),
-        }
         self.day_offsets: dict[int, int] = {}
-        self.buffers: dict[tuple[str, str], list[str]] = {}
-        self.session_info: dict[str, tuple[str, str, str]] = {}  # per chat: split, hash, chat JSON
-        self.turn_text: dict[tuple[int, int], tuple[str, str]] = {}  # per chat: a turn's (text, JSON)
-
-    @property
-    def written(self) -> dict[str, str]:
-        """Relative path -> sha256 of every file written."""
-        return {
-            str(Path(self.files[key].name).relative_to(self.out)): self.hashes[key].hexdigest()
-            for key in sorted(self.files)
-        }
+        self.written = Written(DatasetStats())
 
     def run(self, advance: Callable[[int], None] | None = None) -> None:
-        cursor = self.store.conn.execute(_ROWS)
-        try:
-            for chat_id, rows in groupby(cursor, key=lambda r: r[1]):
+        parallel = self.store.count("messages") >= PARALLEL_MIN_MESSAGES
+        with stage2(self.dcfg, self.self_name, self.out, parallel) as sink:
+            for chat_id, rows in groupby(self.store.conn.execute(_ROWS), key=lambda r: r[1]):
                 chat_rows = list(rows)
-                self._chat(chat_id, chat_rows)
+                if (chat := self._chat(chat_id, chat_rows)) is not None:
+                    sink.send(chat)
                 if advance:
                     advance(len(chat_rows))
-            for fmt, split in list(self.buffers):
-                if self.buffers[fmt, split]:
-                    self._flush(fmt, split)
-        finally:
-            for f in self.files.values():
-                f.close()
+            self.written = sink.finish()
+        _merge(self.stats, self.written.stats)
 
-    # -- one chat ------------------------------------------------------------------------------
-    def _chat(self, chat_id: str, rows: list[tuple[Any, ...]]) -> None:
+    def _chat(self, chat_id: str, rows: list[tuple[Any, ...]]) -> ChatLines | None:
         chat_kind, chat_name, contact_kind = self.names.chat(chat_id)
         chat_name = self.pseudo(chat_name)  # an unnamed chat is known only by its wxid or room id
         st = self.stats
@@ -148,35 +118,9 @@ class Builder:
             hours[self._local_hour(row[4])] += 1
         if reason := chat_reason(self.dcfg, chat_id, chat_name, chat_kind, contact_kind):
             st.drop_reasons[reason] += len(rows)
-            return
-        self.turn_text.clear()
-        self.session_info.clear()
+            return None
         lines, flagged = self._lines(chat_id, rows)
-        gap_ms = int(self.dcfg.session_gap_hours * 3_600_000)
-        candidates: list[Candidate] = []
-        reasons: dict[int, str] = {}
-        for session in sessions(lines, gap_ms):
-            st.sessions += 1
-            key = f"{chat_id}:{session[0].ts_ms}"
-            found = [Candidate(chat_id, chat_name, chat_kind == "group", key, turns, reply)
-                     for turns, reply in windows(session, self.dcfg.context_window)]  # fmt: skip
-            candidates += found
-            _unused_reasons(session, reasons)
-        self._clean(candidates, flagged)
-        used: set[int] = set()
-        for c in candidates:
-            if c.dropped:
-                st.samples_dropped[c.dropped] += 1
-                reasons.update(dict.fromkeys(c.message_ids, f"sample_dropped:{c.dropped}"))
-            else:
-                ids = c.message_ids
-                profane = bool(flagged["profane"]) and any(line.id in flagged["profane"] for line in c.reply)
-                self._write(c, profane, ids)
-                used.update(ids)
-        st.used_messages += len(used)
-        for line in lines:
-            if line.id not in used:
-                st.drop_reasons[reasons.get(line.id, "outside_context_window")] += 1
+        return ChatLines(chat_id, chat_name, chat_kind == "group", lines, flagged["profane"], flagged["blocked"])
 
     def _local_hour(self, ts_ms: int) -> int:
         """Hour of day in the user's zone; the UTC offset is looked up once per UTC day."""
@@ -208,112 +152,94 @@ class Builder:
             lines.append(Line(msg_id, bool(is_self), name, text, category, ts_ms))
         return lines, flagged
 
-    def _clean(self, candidates: list[Candidate], flagged: dict[str, set[int]]) -> None:
-        d = self.dcfg
-        for c in candidates:
-            if d.drop_placeholder_replies and placeholder_only(line.category for line in c.reply):
-                c.dropped = "placeholder_only_reply"
-            elif d.blocked_action == "drop" and any(line.id in flagged["blocked"] for line in c.reply):
-                c.dropped = "blocked_word"
-            elif d.dedupe_filler and c.reply_text in self.fillers:
-                key = (c.last_user_text, c.reply_text)
-                if key in self.seen_fillers:
-                    c.dropped = "duplicate_filler"
-                self.seen_fillers.add(key)
-        if d.max_samples_per_chat:
-            kept = [c for c in candidates if not c.dropped]
-            for c in kept[: max(0, len(kept) - d.max_samples_per_chat)]:  # keep the most recent
-                c.dropped = "chat_cap"
 
-    # -- writing -------------------------------------------------------------------------------
-    def _write(self, c: Candidate, profane: bool, ids: list[int]) -> None:
-        self.conversation_id += 1
-        if (session := self.session_info.get(c.session_key)) is None:
-            session = self.session_info[c.session_key] = (
-                split_of(c.session_key, self.dcfg.test_ratio),
-                _short_hash(c.session_key),
-                formats.encode(c.chat_name),
-            )
-        split, session_hash, chat_json = session
-        st = self.stats
-        st.samples[split] += 1
-        st.profane_samples += profane
-        st.reply_bubbles[len(c.reply)] += 1
-        st.reply_chars[sum(len(line.text) for line in c.reply)] += 1
-        turns = self._turns(c)
-        encoded = [(u[1], a[1]) for u, a in zip(turns[0::2], turns[1::2], strict=True)]
-        for fmt in self.dcfg.formats:
-            self._emit(fmt, split, self.line_makers[fmt](encoded))
-        # meta.jsonl by hand too (see formats.py); the same as json.dumps of the record
-        reply_ids = ", ".join(str(line.id) for line in c.reply)
-        tags = '"profanity"' if profane else ""
-        self._emit("meta", "", (
-            f'{{"conversation_id": {self.conversation_id}, "split": "{split}", "chat": {chat_json}, '
-            f'"group": {"true" if c.is_group else "false"}, "session": "{session_hash}", '
-            f'"message_ids": [{", ".join(map(str, ids))}], "reply_ids": [{reply_ids}], '
-            f'"tags": [{tags}]}}'
-        ))  # fmt: skip
-        self._reservoir(turns)
-
-    def _turns(self, c: Candidate) -> list[tuple[str, str]]:
-        """(text, JSON) of each turn, the reply last; each made once, as overlapping windows share most."""
-        cache = self.turn_text
-        out = []
-        for i, turn in enumerate([*c.turns, c.reply]):
-            key = (turn[0].id, turn[-1].id)  # a turn is a contiguous slice of one session
-            if (both := cache.get(key)) is None:
-                text = formats.bubbles(turn) if i % 2 else formats.user_text(turn)
-                both = cache[key] = (text, formats.encode(text))
-            out.append(both)
-        return out
-
-    def _emit(self, fmt: str, split: str, line: str) -> None:
-        buffer = self.buffers.setdefault((fmt, split), [])
-        buffer.append(line)
-        if len(buffer) >= 4096:  # one write per few thousand lines, not one per line
-            self._flush(fmt, split)
-
-    def _flush(self, fmt: str, split: str) -> None:
-        """Write a buffer, hashing as we go (manifest.json records each file's sha256)."""
-        f = self.files.get((fmt, split))
-        if f is None:
-            path = self.out / (f"{fmt}/{split}.jsonl" if split else f"{fmt}.jsonl")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            f = self.files[fmt, split] = path.open("wb")
-            self.hashes[fmt, split] = hashlib.sha256()
-        buffer = self.buffers[fmt, split]
-        data = ("\n".join(buffer) + "\n").encode()
-        self.hashes[fmt, split].update(data)
-        f.write(data)
-        buffer.clear()
-
-    def _reservoir(self, turns: list[tuple[str, str]]) -> None:
-        """Uniform samples over all written samples, without holding them all."""
-        n = self.conversation_id
-        for pool, size in ((self.token_texts, TOKEN_SAMPLE), (self.example_pool, EXAMPLES)):
-            slot = len(pool) if len(pool) < size else int(self.rng.random() * n)  # random() is cheaper
-            if slot < size:
-                texts = [(u[0], a[0]) for u, a in zip(turns[0::2], turns[1::2], strict=True)]
-                sample = formats.messages(texts, self.system)
-                item = sample if pool is self.example_pool else sample["messages"]
-                if slot == len(pool):
-                    pool.append(item)
-                else:
-                    pool[slot] = item
+def _merge(stats: DatasetStats, samples: DatasetStats) -> None:
+    """Add stage 2's sample-side counts to stage 1's message-side ones."""
+    stats.used_messages += samples.used_messages
+    stats.sessions += samples.sessions
+    stats.profane_samples += samples.profane_samples
+    for mine, theirs in ((stats.drop_reasons, samples.drop_reasons), (stats.samples, samples.samples),
+                         (stats.samples_dropped, samples.samples_dropped), (stats.reply_bubbles, samples.reply_bubbles),
+                         (stats.reply_chars, samples.reply_chars)):  # fmt: skip
+        mine.update(theirs)
+    stats.examples = samples.examples
 
 
-def _short_hash(key: str) -> str:
-    return hashlib.md5(key.encode()).hexdigest()[:12]
+class _InProcess:
+    def __init__(self, writer: SampleWriter) -> None:
+        self.writer = writer
+
+    def send(self, chat: ChatLines) -> None:
+        self.writer.chat(chat)
+
+    def finish(self) -> Written:
+        return self.writer.close()
 
 
-def _unused_reasons(session: list[Line], reasons: dict[int, str]) -> None:
-    """Default reasons for lines of a session that no written sample may include."""
-    has_self = any(line.is_self for line in session)
-    for line in session:
-        if line.is_self:
-            reasons[line.id] = "reply_without_context"
-        elif not has_self:
-            reasons[line.id] = "no_reply_in_session"
+class _InWorker:
+    """Stage 2 in a child process: stage 1 (reading, pseudonymising) and stage 2 (windows,
+    formats, writing) each take about half of a big build, and threads would not overlap
+    them (the GIL). One worker, so conversation ids and de-duplication stay in order."""
+
+    def __init__(self, cfg: DatasetConfig, self_name: str, out: Path) -> None:
+        ctx = multiprocessing.get_context("spawn")  # not fork: the parent holds an open SQLite handle
+        self.inbox: Any = ctx.Queue(maxsize=8)
+        self.outbox: Any = ctx.Queue()
+        self.process = ctx.Process(target=_stage2_main, args=(self.inbox, self.outbox, cfg, self_name, out),
+                                   name="dataset-writer", daemon=True)  # fmt: skip
+        self.process.start()
+
+    def send(self, chat: ChatLines | None) -> None:
+        while True:
+            try:
+                self.inbox.put(chat, timeout=1)
+                return
+            except queue.Full:
+                self._check()
+
+    def finish(self) -> Written:
+        self.send(None)
+        while True:
+            try:
+                kind, value = self.outbox.get(timeout=1)
+                break
+            except queue.Empty:
+                self._check()
+        self.process.join()
+        if kind == "error":
+            raise DatasetError(f"the dataset writer failed: {value}")
+        return value
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
+        self.process.join()
+
+    def _check(self) -> None:
+        if not self.process.is_alive():
+            raise DatasetError(f"the dataset writer process died (exit code {self.process.exitcode})")
+
+
+def _stage2_main(inbox: Any, outbox: Any, cfg: DatasetConfig, self_name: str, out: Path) -> None:
+    try:
+        writer = SampleWriter(cfg, self_name, out)
+        while (chat := inbox.get()) is not None:
+            writer.chat(chat)
+        outbox.put(("ok", writer.close()))
+    except BaseException as error:  # reported to the parent, which raises it as one line
+        outbox.put(("error", f"{type(error).__name__}: {error}"))
+
+
+@contextmanager
+def stage2(cfg: DatasetConfig, self_name: str, out: Path, parallel: bool) -> Iterator[_InProcess | _InWorker]:
+    if not parallel:
+        yield _InProcess(SampleWriter(cfg, self_name, out))
+        return
+    sink = _InWorker(cfg, self_name, out)
+    try:
+        yield sink
+    finally:
+        sink.close()
 
 
 def token_lengths(samples: list[list[dict[str, str]]]) -> tuple[list[int], str]:
@@ -352,7 +278,7 @@ def build_dataset(
         raise
     _swap(tmp, final)
     _write_private(workspace, builder.pseudo.originals)
-    files = {name: final / name for name in builder.written}
+    files = {name: final / name for name in builder.written.files}
     return DatasetResult(final, stats, files)
 
 
@@ -361,8 +287,7 @@ def _finish(builder: Builder, store: Store, tmp: Path) -> None:
 
     stats = builder.stats
     stats.pii_replaced, stats.pii_distinct = builder.pseudo.replaced, builder.pseudo.distinct
-    stats.token_lengths, stats.tokenizer = token_lengths(builder.token_texts)
-    stats.examples = builder.example_pool
+    stats.token_lengths, stats.tokenizer = token_lengths(builder.written.token_texts)
     manifest = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "wechat_avatar": __version__,
@@ -371,7 +296,7 @@ def _finish(builder: Builder, store: Store, tmp: Path) -> None:
         "self_name": stats.self_name,
         "config": builder.dcfg.model_dump(),
         "samples": dict(stats.samples),
-        "files": builder.written,
+        "files": builder.written.files,
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
     write_report(stats, tmp / "report.html")
