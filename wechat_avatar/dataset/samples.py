@@ -35,6 +35,15 @@ class ChatLines(NamedTuple):
     profane: set[int]  # ids of your messages with rude words
     blocked: set[int]  # ids of messages that had blocked words (now masked)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled as columns: a list of a million small tuples pickles 4x slower than six lists
+        columns = tuple(zip(*self.lines, strict=True)) if self.lines else ((),) * len(Line._fields)
+        return _chat_lines, (self.chat_id, self.chat_name, self.is_group, columns, self.profane, self.blocked)
+
+
+def _chat_lines(chat_id: str, name: str, group: bool, columns: tuple[Any, ...], *flags: set[int]) -> ChatLines:
+    return ChatLines(chat_id, name, group, list(map(Line, *columns)), *flags)
+
 
 @dataclass
 class Written:
