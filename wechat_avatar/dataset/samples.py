@@ -81,6 +81,7 @@ class SampleWriter:
             "sharegpt": lambda turns: formats.sharegpt_line(turns, self.system_json),
         }
         self.buffers: dict[tuple[str, str], list[str]] = {}
+        self.outputs: dict[str, list[tuple[Callable[[list[tuple[str, str]]], str], list[str]]]] = {}
         self.session_info: dict[str, tuple[str, str, str]] = {}  # per chat: split, hash, chat JSON
         self.turn_text: dict[tuple[int, int], tuple[str, str]] = {}  # per chat: a turn's (text, JSON)
 
@@ -163,18 +164,31 @@ class SampleWriter:
         st.reply_chars[sum(len(line.text) for line in c.reply)] += 1
         turns = self._turns(c)
         encoded = [(u[1], a[1]) for u, a in zip(turns[0::2], turns[1::2], strict=True)]
-        for fmt in self.dcfg.formats:
-            self._emit(fmt, split, self.line_makers[fmt](encoded))
+        for make, buffer in self._outputs(split):
+            buffer.append(make(encoded))
         # meta.jsonl by hand too (see formats.py); the same as json.dumps of the record
         reply_ids = ", ".join(str(line.id) for line in c.reply)
         tags = '"profanity"' if profane else ""
-        self._emit("meta", "", (
+        meta = self.buffers.setdefault(("meta", ""), [])
+        meta.append(
             f'{{"conversation_id": {self.conversation_id}, "split": "{split}", "chat": {chat_json}, '
             f'"group": {"true" if c.is_group else "false"}, "session": "{session_hash}", '
             f'"message_ids": [{", ".join(map(str, ids))}], "reply_ids": [{reply_ids}], '
             f'"tags": [{tags}]}}'
-        ))  # fmt: skip
+        )  # fmt: skip
+        if len(meta) >= 4096:  # one write per few thousand lines, not one per line
+            for key, buffer in self.buffers.items():
+                if buffer:
+                    self._flush(*key)
         self._reservoir(turns)
+
+    def _outputs(self, split: str) -> list[tuple[Callable[[list[tuple[str, str]]], str], list[str]]]:
+        """(line maker, buffer) for each format written, per split, made once."""
+        if (outputs := self.outputs.get(split)) is None:
+            outputs = self.outputs[split] = [
+                (self.line_makers[fmt], self.buffers.setdefault((fmt, split), [])) for fmt in self.dcfg.formats
+            ]
+        return outputs
 
     def _turns(self, c: Candidate) -> list[tuple[str, str]]:
         """(text, JSON) of each turn, the reply last; each made once, as overlapping windows share most."""
@@ -187,12 +201,6 @@ class SampleWriter:
                 both = cache[key] = (text, formats.encode(text))
             out.append(both)
         return out
-
-    def _emit(self, fmt: str, split: str, line: str) -> None:
-        buffer = self.buffers.setdefault((fmt, split), [])
-        buffer.append(line)
-        if len(buffer) >= 4096:  # one write per few thousand lines, not one per line
-            self._flush(fmt, split)
 
     def _flush(self, fmt: str, split: str) -> None:
         """Write a buffer, hashing as we go (manifest.json records each file's sha256)."""
