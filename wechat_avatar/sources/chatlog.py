@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import re
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -172,7 +173,7 @@ def _chat_contacts(chats: dict[str, str], people: dict[tuple[str, str], str], se
             yield Contact(wxid, kind=contact_kind(wxid, is_friend=False))
 
 
-class _Chatlog:
+class _Chatlog(ABC):
     """What the JSON and CSV readers share: a first pass for names and for whose history it is."""
 
     kind = "chatlog"
@@ -198,8 +199,9 @@ class _Chatlog:
             raise UsageError("cannot tell whose chatlog export this is", hint="pass --self wxid_… (your wxid)")
         self.self_wxid = wxid
 
+    @abstractmethod
     def _survey(self) -> Iterator[tuple[str, str, str, str, bool | None]]:
-        raise NotImplementedError
+        """(talker, talker name, sender, sender name, is-self if the format says) per message."""
 
     @property
     def source_key(self) -> str:
@@ -217,8 +219,8 @@ class _Chatlog:
             if talker.endswith("@chatroom"):
                 yield Member(talker, wxid, name)
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # nothing held open: each pass opens and closes its file
+        return
 
 
 class ChatlogJson(_Chatlog):
