@@ -238,3 +238,35 @@ def test_the_writer_process_writes_what_the_serial_build_does(export: Any, tmp_p
     parallel = build(ws, test_ratio=0.2)
     assert {p.relative_to(ws): p.read_bytes() for p in (ws / "dataset").rglob("*.jsonl")} == files
     assert parallel.stats == serial.stats
+
+
+def test_hand_assembled_lines_equal_json_dumps_of_the_records() -> None:
+    from wechat_avatar.dataset import formats
+    from wechat_avatar.dataset.window import Candidate, Line
+
+    def line(i: int, is_self: bool, text: str) -> Line:
+        return Line(i, is_self, "我" if is_self else '小"王\\', text, "text", i)
+
+    tricky = ['引号"和\\反斜杠', "换\n行\t制表\x01控制", "emoji 😂 [捂脸]", "</script>"]
+    turns = [[line(1, False, tricky[0]), line(2, False, tricky[1])], [line(3, True, tricky[2])],
+             [line(4, False, tricky[3])]]  # fmt: skip
+    sample = Candidate("c", "chat", False, "c:0", turns, [line(5, True, "好"), line(6, True, "行")])
+    texts = formats.pairs(sample)
+    encoded = [(formats.encode(u), formats.encode(a)) for u, a in texts]
+    system = "扮演“我”"
+
+    def dumps(record: dict[str, Any]) -> str:
+        return json.dumps(record, ensure_ascii=False)
+
+    prefix = formats.encode("我:")[:-1]
+    assert formats.firefly_line(encoded, 7, prefix) == dumps(formats.firefly(texts, 7, "我"))
+    assert formats.messages_line(encoded, formats.encode(system)) == dumps(formats.messages(texts, system))
+    assert formats.sharegpt_line(encoded, formats.encode(system)) == dumps(formats.sharegpt(texts, system))
+
+
+@pytest.mark.parametrize(("text", "rude"), [("滚", True), ("你有病吧", True), ("sb吧", True), ("滚动条", False),
+                                            ("爬山去", False), ("gsb", False), ("好的", False)])  # fmt: skip
+def test_profanity_lexicon_respects_word_edges(text: str, rude: bool) -> None:
+    from wechat_avatar.dataset.clean import PROFANITY_PATTERN
+
+    assert bool(PROFANITY_PATTERN.search(text)) is rude

@@ -39,3 +39,7 @@ class WorkspaceError(AvatarError):
     """The workspace cannot be created, written, or belongs to another account."""
 
     exit_code = 3
+
+
+class DatasetError(AvatarError):
+    """A dataset build failed for a reason other than its input (e.g. its writer process died)."""

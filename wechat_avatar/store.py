@@ -21,7 +21,7 @@ from hashlib import blake2b
 from pathlib import Path
 from typing import Any
 
-from wechat_avatar.canonical import Account, Contact, Member, Message
+from wechat_avatar.canonical import Account, ChatKind, Contact, Member, Message
 from wechat_avatar.errors import UsageError, WorkspaceError
 from wechat_avatar.render import Rendered
 
@@ -289,11 +289,12 @@ class Store:
         return self.insert_rows([message_row(m, r) for m, r in batch])
 
     def insert_rows(self, rows: list[tuple[Any, ...]]) -> int:
-        """Insert rows built by `message_row` (possibly in another process); returns how many were new."""
+        """Insert rows built by `message_row`, no merging (SourceWriter decides that first);
+        returns how many were new."""
         chats = {row[2] for row in rows}
         self.conn.executemany(
             "INSERT OR IGNORE INTO chats (id, kind) VALUES (?, ?)",
-            ((c, "group" if c.endswith("@chatroom") else "private") for c in chats),
+            ((c, ChatKind.GROUP if c.endswith("@chatroom") else ChatKind.PRIVATE) for c in chats),
         )
         before = self.conn.total_changes
         self.conn.executemany(_INSERT_MESSAGE, rows)
@@ -356,7 +357,7 @@ class SourceWriter:
     """
 
     def __init__(self, store: Store, source: str) -> None:
-        self.conn, self.source = store.conn, source
+        self.store, self.conn, self.source = store, store.conn, source
         self._seen: set[int] = set()
         self._repeats: dict[int, int] = {}
         self._claimed: set[int] = set()  # twins already matched by this source
@@ -374,14 +375,7 @@ class SourceWriter:
         if self.merging:
             rows, merges = self._split(rows)
             self.conn.executemany("INSERT INTO merges VALUES (?, ?, ?, ?)", merges)
-        chats = {row[2] for row in rows}
-        self.conn.executemany(
-            "INSERT OR IGNORE INTO chats (id, kind) VALUES (?, ?)",
-            ((c, "group" if c.endswith("@chatroom") else "private") for c in chats),
-        )
-        before = self.conn.total_changes
-        self.conn.executemany(_INSERT_MESSAGE, rows)
-        return self.conn.total_changes - before, len(merges)
+        return self.store.insert_rows(rows), len(merges)
 
     def _numbered(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         keys = [row[_KEY] for row in rows]

@@ -30,13 +30,8 @@ from wechat_avatar.dataset.pii import Pseudonymiser
 from wechat_avatar.dataset.samples import ChatLines, SampleWriter, Written
 from wechat_avatar.dataset.stats import DatasetStats
 from wechat_avatar.dataset.window import Line
-from wechat_avatar.errors import AvatarError, UsageError
+from wechat_avatar.errors import DatasetError, UsageError
 from wechat_avatar.store import Store
-
-
-class DatasetError(AvatarError):
-    """The build itself failed (not the input)."""
-
 
 DATASET_DIR = "dataset"
 PRIVATE_DIR = "private"  # never part of a dataset: the pseudonym map lives here

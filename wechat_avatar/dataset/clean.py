@@ -18,10 +18,6 @@ PROFANITY_PATTERN = re.compile(PROFANITY, re.I)
 SPOKEN_CATEGORIES = frozenset({"text", "quote", "app_text", "solitaire"})
 
 
-def is_profane(text: str) -> bool:
-    return any(PROFANITY_PATTERN.search(part) for part in text.split("<s>"))
-
-
 def placeholder_only(categories: Iterable[str]) -> bool:
     return not any(c in SPOKEN_CATEGORIES for c in categories)
 

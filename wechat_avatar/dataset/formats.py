@@ -57,7 +57,7 @@ def sharegpt(turns: list[tuple[str, str]], system: str) -> dict[str, Any]:
 # The same three records as JSON lines, assembled from turn texts that were JSON-encoded
 # once: overlapping windows repeat turns, and json.dumps of every record re-encoded them
 # (half the build time at 1M messages). Output is byte-identical to json.dumps(record,
-# ensure_ascii=False); test_dataset checks it.
+# ensure_ascii=False) of the records above; test_dataset checks it.
 encode = json.encoder.encode_basestring  # type: ignore[attr-defined]  # C: str -> "JSON string"
 
 

@@ -36,7 +36,6 @@ PII_PATTERN = re.compile(
     """,
     re.X,
 )
-KINDS = ("EMAIL", "URL", "IDCARD", "CARD", "PHONE", "WXID", "ADDRESS")
 
 
 def id_checksum_ok(number: str) -> bool:

@@ -57,9 +57,6 @@ class CsvFile:
         except csv.Error as err:
             raise SourceFormatError(f"{self.path.name} cannot be read as CSV: {err}") from err
 
-    def has_rows(self) -> bool:
-        return next(self._lines(), "").strip() != ""
-
 
 def count_lines(path: Path) -> int:
     """Lines after the header: an estimate of the rows (a quoted newline counts twice), fast."""
