@@ -101,3 +101,43 @@ def build_android_db(
     conn.commit()
     conn.close()
     return path
+
+
+TINY_YAML = """\
+# the smallest settings that still learn: a 2-layer, 64-wide Qwen2 and a few steps
+model:
+  tiny: {hidden_size: 64, layers: 2, heads: 4, kv_heads: 2, pretrain_steps: 30, pretrain_batch_size: 8, seq_len: 128}
+sft: {max_steps: 6, batch_size: 4, grad_accum: 1, max_length: 256, save_steps: 3, logging_steps: 1,
+      learning_rate: 2.0e-3}
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """avatar.yaml for the tiny-cpu preset at test size."""
+    path = tmp_path_factory.mktemp("config") / "tiny.yaml"
+    path.write_text(TINY_YAML, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def dataset_workspace(export: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`export` ingested and turned into a dataset (read-only: copy it before writing)."""
+    workspace = tmp_path_factory.mktemp("dataset-ws") / "workspace"
+    for args in (("ingest", export.db_path.parent), ("dataset",)):
+        result = run_cli(*args, "--workspace", workspace)
+        assert result.returncode == 0, result.stderr
+    return workspace
+
+
+@pytest.fixture(scope="session")
+def tiny_workspace(dataset_workspace: Path, tiny_config: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """chat.db, the dataset, the tiny model and a 6-step SFT adapter in adapters/sft (copy before writing)."""
+    import shutil
+
+    from wechat_avatar.config import load_config
+    from wechat_avatar.train.sft import run_sft
+
+    workspace = Path(shutil.copytree(dataset_workspace, tmp_path_factory.mktemp("tiny-ws") / "workspace"))
+    run_sft(workspace, load_config(tiny_config), log=lambda line: None)
+    return workspace

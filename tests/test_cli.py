@@ -9,7 +9,7 @@ from conftest import run_cli
 from typer.main import get_command
 
 from wechat_avatar.cli import app
-from wechat_avatar.config import DEFAULT_DROP, AvatarConfig, load_config
+from wechat_avatar.config import DEFAULT_DROP, load_config
 from wechat_avatar.render import CATEGORIES
 
 COMMANDS = sorted(get_command(app).commands)  # type: ignore[attr-defined]
@@ -35,7 +35,7 @@ def test_init_writes_a_commented_config_that_loads(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     text = target.read_text(encoding="utf-8")
     assert "# IMEI used to derive the EnMicroMsg.db key" in text and "1234567890ABCDEF" in text
-    assert load_config(target) == AvatarConfig()
+    assert load_config(target) == load_config(None)
     again = run_cli("init", target)
     assert again.returncode == 2 and "--force" in again.stderr
     target.write_text(text.replace("quote_context: false", "quote_context: true"), encoding="utf-8")

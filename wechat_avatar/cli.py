@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -56,12 +57,12 @@ ConfigOpt = Annotated[
 DEFAULT_WORKSPACE = Path("workspace")
 
 
-def _config(path: Path | None) -> AvatarConfig:
+def _config(path: Path | None, preset: str | None = None) -> AvatarConfig:
     if path is None and Path("avatar.yaml").is_file():
         path = Path("avatar.yaml")
     if path is not None and not path.is_file():
         raise UsageError(f"config file not found: {path}", hint="`wechat-avatar init` writes one")
-    return load_config(path)
+    return load_config(path, preset)
 
 
 @contextmanager
@@ -102,7 +103,8 @@ def init(
     if path.exists() and not force:
         raise UsageError(f"{path} already exists", hint="pass --force to overwrite it")
     header = "# wechat-avatar config. Every command reads ./avatar.yaml or --config; flags override it.\n\n"
-    path.write_text(header + commented_yaml(AvatarConfig()), encoding="utf-8")
+    text = commented_yaml(load_config(None), off=frozenset({"model", "sft"}))
+    path.write_text(header + text, encoding="utf-8")
     out.print(f"wrote {path}. Next: [bold]wechat-avatar ingest EXPORT --workspace workspace[/]")
 
 
@@ -293,6 +295,168 @@ def dataset(
     for line in summary_lines(result.stats):
         out.print(Text(line))
     out.print(f"wrote {len(result.files)} files to {result.path}; report: {result.path / 'report.html'}")
+
+
+train_app = typer.Typer(
+    help="Fine-tune the model: pretrain (the tiny preset's own base), sft (LoRA on your replies).",
+    no_args_is_help=True,
+)
+app.add_typer(train_app, name="train")
+PresetOpt = Annotated[
+    str | None,
+    typer.Option("--preset", "-p", help="Hardware preset: tiny-cpu, smollm2-cpu, qwen2.5-1.5b-gpu16, "
+                 "qwen2.5-7b-qlora-gpu24, qwen2.5-7b-gpu80 (overrides avatar.yaml's preset:)."),
+]  # fmt: skip
+AdapterOpt = Annotated[
+    Path | None, typer.Option(help="LoRA adapter folder (default: WORKSPACE/adapters/sft if it exists).")
+]
+
+
+def _quiet_ml() -> None:
+    """Library chatter (TRL's flash-attention advice among it) is noise at a terminal; debug shows it."""
+    if not os.environ.get("WECHAT_AVATAR_DEBUG"):
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+        warnings.filterwarnings("ignore", category=FutureWarning)  # deprecations inside transformers itself
+        from transformers.utils import logging
+
+        logging.set_verbosity_error()
+        logging.disable_progress_bar()
+
+
+@app.command("eval")
+def eval_(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    adapter: Annotated[
+        str | None, typer.Option(help="Adapter folder, or `base` (default: WORKSPACE/adapters/sft, else base).")
+    ] = None,
+    compare: Annotated[
+        list[str] | None,
+        typer.Option(help="Also score: an adapter folder, `base`, or an earlier eval folder (read, not rerun)."),
+    ] = None,
+    samples: Annotated[int, typer.Option(min=1, help="Held-out samples scored (the same seeded subset).")] = 200,
+    name: Annotated[str | None, typer.Option(help="Output folder WORKSPACE/eval/NAME (default: the runs).")] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1, max=2048, help="Longest generated reply, in tokens.")] = 48,
+) -> None:
+    """Score replies on the held-out split: perplexity, BLEU/ROUGE, distinct, style, civility, privacy.
+
+    Writes WORKSPACE/eval/NAME/metrics.json and a report.html that compares every run side by side.
+    """
+    from wechat_avatar.eval.report import summary_by_metric
+    from wechat_avatar.eval.run import EvalOptions, evaluate
+
+    cfg = _config(config, preset)
+    _quiet_ml()
+    options = EvalOptions(samples=samples, max_new_tokens=max_new_tokens)
+    with _progress() as progress:
+        result = evaluate(workspace, cfg, adapter, compare or [], options, name=name, progress=progress)
+    headers, rows = summary_by_metric(result.metrics)
+    table = Table(*headers, title=f"{result.metrics['dataset']['samples']} held-out samples")
+    for row in rows:
+        table.add_row(*map(escape, row))
+    out.print(table)
+    out.print(f"report: {result.path / 'report.html'}")
+
+
+@train_app.command("pretrain")
+def train_pretrain(workspace: WorkspaceOpt = DEFAULT_WORKSPACE, config: ConfigOpt = None,
+                   preset: PresetOpt = None) -> None:  # fmt: skip
+    """Build builtin:tiny-qwen2 (the tiny-cpu preset's base): Qwen2's vocabulary trimmed to your
+    messages, a small random-init Qwen2, pre-trained on the training split so it can speak.
+    Writes WORKSPACE/models/tiny-qwen2/. `train sft` runs this itself when the model is missing or stale.
+    """
+    from wechat_avatar.models.load import TINY
+    from wechat_avatar.models.tiny import build_tiny
+
+    cfg = _config(config, preset)
+    if cfg.model.base != TINY:
+        raise UsageError(f"train pretrain builds {TINY} only; model.base is {cfg.model.base}",
+                         hint="other models come pretrained: run `wechat-avatar train sft`")  # fmt: skip
+    _quiet_ml()
+    with _progress() as progress:
+        path = build_tiny(workspace, cfg.model.tiny, progress)
+    record = json.loads((path / "build.json").read_text(encoding="utf-8"))
+    out.print(f"built {path}: {record['parameters']:,} parameters, vocabulary {record['vocab_size']:,}, "
+              f"{record['pretrain_tokens']:,} tokens; loss {record['loss'][0]} -> {record['loss'][-1]} "
+              f"in {record['seconds']} s\nNext: [bold]wechat-avatar train sft --workspace {workspace}[/]")  # fmt: skip
+
+
+@train_app.command("sft")
+def train_sft(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the last complete checkpoint.")] = False,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
+    epochs: Annotated[float | None, typer.Option(help="Passes over the training split.")] = None,
+) -> None:
+    """LoRA fine-tuning on your replies: WORKSPACE/adapters/sft/ (adapter, run.json, loss.svg).
+
+    Loss falls only on your turns; samples are packed without padding; a checkpoint is written
+    every sft.save_steps, and --resume continues after a crash. Runs unchanged under
+    `accelerate launch` (configs/accelerate/) for several GPUs.
+    """
+    from wechat_avatar.train.sft import run_sft
+
+    cfg = _config(config, preset)
+    overrides = {k: v for k, v in {"max_steps": max_steps, "epochs": epochs}.items() if v is not None}
+    try:
+        cfg.sft = type(cfg.sft).model_validate({**cfg.sft.model_dump(), **overrides})
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise UsageError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+    _quiet_ml()
+    with _progress() as progress:
+        path, summary = run_sft(workspace, cfg, resume=resume, progress=progress, log=lambda s: err.print(Text(s)))
+    out.print(f"{summary['steps']} steps in {summary['seconds']} s; held-out loss {summary['eval_loss_before']} "
+              f"-> {summary['eval_loss_after']}\nadapter: {path} (loss curve: {path / 'loss.svg'})\n"
+              f"Next: [bold]wechat-avatar eval --workspace {workspace}[/] or [bold]wechat-avatar chat[/]")  # fmt: skip
+
+
+@app.command()
+def chat(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    adapter: AdapterOpt = None,
+    friend: Annotated[str, typer.Option("--as", help="The friend you speak as (the avatar sees this name).")] = "朋友",
+    message: Annotated[
+        list[str] | None, typer.Option("--message", "-m", help="Say this and exit (repeatable); default: interactive.")
+    ] = None,
+    temperature: Annotated[float, typer.Option(min=0, help="Sampling temperature (0 = greedy).")] = 0.7,
+    max_new_tokens: Annotated[int, typer.Option(min=1, max=2048, help="Longest reply in tokens.")] = 64,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+) -> None:
+    """Talk to your avatar in the terminal as one of your friends; replies show as separate bubbles.
+
+    Keeps the last dataset.context_window messages as context, like training did. Ctrl-D or /quit ends.
+    """
+    from wechat_avatar.chat import ChatSession
+
+    cfg = _config(config)
+    _quiet_ml()
+    session = ChatSession.open(workspace, cfg, adapter, friend)
+    err.print(Text(f"talking to {session.name} ({session.describe()}) as {friend}"))
+    lines = iter(message) if message else _prompt_lines(friend)
+    for line in lines:
+        for n, bubble in enumerate(session.say(line, temperature=temperature, max_new_tokens=max_new_tokens,
+                                               seed=seed)):  # fmt: skip
+            out.print(Text.assemble((f"{session.name}: " if n == 0 else " " * (len(session.name) + 2), "bold green"),
+                                    bubble))  # fmt: skip
+
+
+def _prompt_lines(friend: str) -> Iterator[str]:
+    while True:
+        try:
+            line = input(f"{friend}> ").strip()
+        except EOFError:
+            return
+        if line in {"/quit", "/exit"}:
+            return
+        if line:
+            yield line
 
 
 @app.command()

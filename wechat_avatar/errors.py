@@ -43,3 +43,15 @@ class WorkspaceError(AvatarError):
 
 class DatasetError(AvatarError):
     """A dataset build failed for a reason other than its input (e.g. its writer process died)."""
+
+
+class ModelError(AvatarError):
+    """A model, tokenizer or adapter cannot be found, loaded, or does not fit the base model."""
+
+    exit_code = 2
+
+
+class TrainingError(AvatarError):
+    """Training cannot start or stopped: no data, out of memory, a checkpoint that does not resume."""
+
+    exit_code = 2

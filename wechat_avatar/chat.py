@@ -1,0 +1,63 @@
+"""A conversation with the avatar, shaped like the training samples (`wechat-avatar chat`).
+
+The friend's lines go in as `name:text` user turns, the avatar's reply comes back as bubbles;
+only the last `dataset.context_window` messages are kept, as in training.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from wechat_avatar.config import AvatarConfig
+from wechat_avatar.generate import BUBBLE, bubbles, generate_replies
+from wechat_avatar.models.load import Loaded, load_for_inference
+
+
+def default_adapter(workspace: Path) -> Path | None:
+    path = workspace / "adapters" / "sft"
+    return path if (path / "adapter_config.json").is_file() else None
+
+
+def self_name(workspace: Path) -> str:
+    """The avatar's name as the dataset knew it (the system prompt uses it)."""
+    manifest = workspace / "dataset" / "manifest.json"
+    if manifest.is_file():
+        return json.loads(manifest.read_text(encoding="utf-8")).get("self_name") or "我"
+    return "我"
+
+
+class ChatSession:
+    def __init__(self, loaded: Loaded, name: str, system: str, friend: str, window: int) -> None:
+        self.loaded, self.name, self.friend, self.window = loaded, name, friend, window
+        self.system = {"role": "system", "content": system}
+        self.turns: list[dict[str, str]] = []
+
+    @classmethod
+    def open(cls, workspace: Path, cfg: AvatarConfig, adapter: Path | None, friend: str) -> ChatSession:
+        loaded = load_for_inference(workspace, cfg, adapter or default_adapter(workspace))
+        name = self_name(workspace)
+        return cls(loaded, name, cfg.dataset.system_prompt.format(name=name), friend, cfg.dataset.context_window)
+
+    def describe(self) -> str:
+        return f"{self.loaded.base}" + (f" + {self.loaded.adapter}" if self.loaded.adapter else ", no adapter")
+
+    def say(self, text: str, **generation: float | int) -> list[str]:
+        """The friend says `text`; returns the avatar's bubbles (and remembers both)."""
+        self.turns.append({"role": "user", "content": f"{self.friend}:{' '.join(text.splitlines())}"})
+        self._trim()
+        reply = generate_replies(self.loaded.model, self.loaded.tokenizer, [[self.system, *self.turns]],
+                                 **generation)[0]  # type: ignore[arg-type]  # fmt: skip
+        parts = bubbles(reply) or ["…"]
+        self.turns.append({"role": "assistant", "content": BUBBLE.join(parts)})
+        return parts
+
+    def _trim(self) -> None:
+        """Drop the oldest turns while more than `window` messages (lines or bubbles) are kept."""
+
+        def size(turn: dict[str, str]) -> int:
+            sep = "\n" if turn["role"] == "user" else BUBBLE
+            return turn["content"].count(sep) + 1
+
+        while len(self.turns) > 1 and sum(size(t) for t in self.turns[:-1]) >= self.window:
+            self.turns.pop(0)

