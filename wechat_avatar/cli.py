@@ -417,6 +417,32 @@ def train_sft(
 
 
 @app.command()
+def run(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    force: Annotated[bool, typer.Option(help="Run every stage, fresh or not.")] = False,
+) -> None:
+    """Every stage in order — ingest, dataset, pretrain (tiny preset), sft, eval — skipping
+    stages whose outputs are newer than their inputs and were made with the same settings.
+
+    Ingest reads avatar.yaml's ingest_paths. Change a setting and only the stages that read
+    it (and those after them) run again.
+    """
+    from wechat_avatar.pipeline import run_pipeline
+
+    cfg = _config(config, preset)
+    _quiet_ml()
+    with _progress() as progress:
+        done = run_pipeline(workspace, cfg, force=force, progress=progress, log=lambda s: err.print(Text(s)))
+    table = Table("stage", "result", title=f"wechat-avatar run ({cfg.preset})")
+    for name, summary in done:
+        table.add_row(name, escape(summary))
+    out.print(table)
+    out.print(f"Next: [bold]wechat-avatar chat --workspace {workspace} --as 朋友[/]")
+
+
+@app.command()
 def chat(
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     config: ConfigOpt = None,

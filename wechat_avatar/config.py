@@ -171,10 +171,10 @@ class TinyModelConfig(Section):
         "full: all 151,646 tokens (about 20x slower per step on a CPU).",
     )
     pretrain_steps: int = Field(
-        300, ge=0, description="Language-model steps on your messages before SFT, so the model can speak at all."
+        150, ge=0, description="Language-model steps on your messages before SFT, so the model can speak at all."
     )
     pretrain_lr: float = Field(2e-3, gt=0, description="Learning rate of that pre-training (full weights).")
-    pretrain_batch_size: int = Field(16, ge=1, description="Packed sequences per pre-training step.")
+    pretrain_batch_size: int = Field(8, ge=1, description="Packed sequences per pre-training step.")
     seq_len: int = Field(256, ge=16, le=32768, description="Tokens per packed pre-training sequence.")
     seed: int = Field(0, description="Seed of the random initialisation and the data order.")
 
@@ -252,6 +252,14 @@ class SFTConfig(Section):
     seed: int = Field(42, description="Seed of the adapter initialisation and the data order.")
 
 
+class EvalConfig(Section):
+    """Held-out evaluation as `wechat-avatar run` does it (`wechat-avatar eval` takes flags)."""
+
+    samples: int = Field(100, ge=1, description="Held-out samples scored (the same seeded subset for every run).")
+    max_new_tokens: int = Field(48, ge=1, le=2048, description="Longest generated reply, in tokens.")
+    compare_base: bool = Field(True, description="Also score the base model without the adapter, side by side.")
+
+
 PRESETS_DIR = Path(__file__).parent / "presets"
 DEFAULT_PRESET = "tiny-cpu"
 
@@ -276,6 +284,7 @@ class AvatarConfig(Section):
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     sft: SFTConfig = Field(default_factory=SFTConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

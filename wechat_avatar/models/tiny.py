@@ -78,7 +78,7 @@ def build_tiny(workspace: Path, cfg: TinyModelConfig, progress: Progress | None 
             group["lr"] = cfg.pretrain_lr * scale
         # sample a batch of blocks; predict each next token
         rows = blocks[torch.randint(len(blocks), (cfg.pretrain_batch_size,), generator=generator)]
-        loss = model(input_ids=rows[:, :-1], labels=rows[:, :-1].clone()).loss
+        loss = model(input_ids=rows[:, :-1], labels=rows[:, :-1].clone(), use_cache=False).loss
         # step
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,0 +1,50 @@
+"""`wechat-avatar run`: every stage in order, then only what a change makes stale."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from conftest import run_cli
+
+
+def _stages(stderr: str) -> dict[str, str]:
+    names = ("ingest", "dataset", "pretrain", "sft", "eval")
+    return {line.split(":")[0]: line.split(": ", 1)[1] for line in stderr.splitlines() if line.startswith(names)}
+
+
+def test_run_all_then_skip_then_only_what_changed(export, dataset_workspace: Path, tiny_config: Path,
+                                                   tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    workspace = Path(shutil.copytree(dataset_workspace, tmp_path / "ws"))
+    config = tmp_path / "avatar.yaml"
+    base = tiny_config.read_text(encoding="utf-8") + f"ingest_paths: [{export.db_path.parent}]\n"
+    base += "eval: {samples: 3, max_new_tokens: 4}\n"
+    config.write_text(base, encoding="utf-8")
+
+    first = run_cli("run", "--workspace", workspace, "--config", config)
+    assert first.returncode == 0, first.stderr
+    ran = _stages(first.stderr)
+    assert list(ran) == ["ingest", "dataset", "pretrain", "sft", "eval"]
+    assert "fresh, skipped" not in ran.values()  # each stage's last line is its summary
+    assert ran["ingest"].startswith("added 0 messages")  # the export was already in chat.db
+    assert (workspace / "eval" / "run" / "report.html").is_file()
+    assert "report: " in first.stdout
+
+    second = run_cli("run", "--workspace", workspace, "--config", config)
+    assert second.returncode == 0, second.stderr
+    assert set(_stages(second.stderr).values()) == {"fresh, skipped"}
+
+    config.write_text(base.replace("learning_rate: 2.0e-3", "learning_rate: 1.0e-3"), encoding="utf-8")
+    third = run_cli("run", "--workspace", workspace, "--config", config)
+    assert third.returncode == 0, third.stderr
+    stages = _stages(third.stderr)
+    assert [n for n, s in stages.items() if s == "fresh, skipped"] == ["ingest", "dataset", "pretrain"]
+    run = json.loads((workspace / "adapters" / "sft" / "run.json").read_text(encoding="utf-8"))
+    assert run["config"]["sft"]["learning_rate"] == 1.0e-3
+
+
+def test_run_without_inputs_says_what_to_add(tmp_path: Path) -> None:
+    result = run_cli("run", "--workspace", tmp_path / "ws")
+    assert result.returncode == 2
+    assert "nothing to ingest: avatar.yaml has no ingest_paths" in result.stderr and "Traceback" not in result.stderr

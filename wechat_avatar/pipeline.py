@@ -1,0 +1,150 @@
+"""`wechat-avatar run`: every stage in order, skipping those whose outputs are fresh.
+
+A stage is fresh when its output exists, is newer than every input, and was made with the
+same settings (a hash of the config sections it reads, kept in WORKSPACE/.stamps/). Like
+make, but the config is an input too: changing `sft.learning_rate` re-runs sft and eval,
+not ingest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from wechat_avatar.config import AvatarConfig
+from wechat_avatar.errors import UsageError
+
+Progress = Callable[[str, int | None], Callable[..., None]]
+Log = Callable[[str], None]
+
+
+class Stage(NamedTuple):
+    name: str
+    output: Path  # the file whose age says when the stage last ran
+    inputs: list[Path]
+    settings: Any  # what of the config the stage reads
+    run: Callable[[], str]  # does the work; returns a one-line summary
+
+
+def _newest(paths: list[Path]) -> float:
+    """Latest modification time among paths (a folder counts as its newest file)."""
+    times = [0.0]
+    for path in paths:
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        times += [f.stat().st_mtime for f in files]
+    return max(times)
+
+
+def _digest(settings: Any) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def stages(workspace: Path, cfg: AvatarConfig, progress: Progress | None, log: Log) -> list[Stage]:
+    from wechat_avatar.models.load import TINY, tiny_dir
+
+    manifest = workspace / "dataset" / "manifest.json"
+    adapter_run = workspace / "adapters" / "sft" / "run.json"
+    tiny = cfg.model.base == TINY
+    paths = [Path(p).expanduser() for p in cfg.ingest_paths]
+    out = [
+        Stage("ingest", workspace / "chat.db", paths,
+              {"ingest": cfg.ingest.model_dump(), "render": cfg.render.model_dump(), "paths": cfg.ingest_paths},
+              lambda: _ingest(workspace, cfg, paths, progress)),
+        Stage("dataset", manifest, [workspace / "chat.db"], cfg.dataset.model_dump(),
+              lambda: _dataset(workspace, cfg, progress)),
+    ]  # fmt: skip
+    if tiny:
+        out.append(Stage("pretrain", tiny_dir(workspace) / "build.json", [manifest], cfg.model.tiny.model_dump(),
+                         lambda: _pretrain(workspace, cfg, progress)))  # fmt: skip
+    base_inputs = [tiny_dir(workspace) / "build.json"] if tiny else []
+    out += [
+        Stage("sft", adapter_run, [manifest, *base_inputs],
+              {"model": cfg.model.model_dump(), "sft": cfg.sft.model_dump()},
+              lambda: _sft(workspace, cfg, progress, log)),
+        Stage("eval", workspace / "eval" / "run" / "metrics.json", [adapter_run], cfg.eval.model_dump(),
+              lambda: _eval(workspace, cfg, progress)),
+    ]  # fmt: skip
+    return out
+
+
+def run_pipeline(workspace: Path, cfg: AvatarConfig, *, force: bool = False, progress: Progress | None = None,
+                 log: Log = print) -> list[tuple[str, str]]:  # fmt: skip
+    """Run what is stale, in order; returns (stage, what happened) for each."""
+    stamps = workspace / ".stamps"
+    done: list[tuple[str, str]] = []
+    rerun = force
+    for stage in stages(workspace, cfg, progress, log):
+        stamp = stamps / f"{stage.name}.json"
+        digest = _digest(stage.settings)
+        fresh = (
+            stage.output.is_file()
+            and stamp.is_file()
+            and json.loads(stamp.read_text(encoding="utf-8")).get("settings") == digest
+            and stage.output.stat().st_mtime >= _newest(stage.inputs)
+        )
+        if fresh and not rerun:
+            done.append((stage.name, "fresh, skipped"))
+            log(f"{stage.name}: fresh, skipped")
+            continue
+        rerun = True  # everything downstream of a re-run stage runs again
+        log(f"{stage.name}: running")
+        summary = stage.run()
+        stamps.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(json.dumps({"settings": digest}), encoding="utf-8")
+        done.append((stage.name, summary))
+        log(f"{stage.name}: {summary}")
+    return done
+
+
+def _ingest(workspace: Path, cfg: AvatarConfig, paths: list[Path], progress: Progress | None) -> str:
+    from wechat_avatar.ingest import ingest
+    from wechat_avatar.store import Store
+
+    if not paths:
+        if (workspace / "chat.db").is_file():
+            return "no ingest_paths in the config; using the chat.db already there"
+        raise UsageError("nothing to ingest: avatar.yaml has no ingest_paths",
+                         hint="add `ingest_paths: [EXPORT]` to avatar.yaml, or run `wechat-avatar ingest`")  # fmt: skip
+    with Store.open(workspace) as store:
+        reports = ingest(paths, store, cfg, progress)
+        total = store.count("messages")
+    return f"added {sum(r.added for r in reports)} messages; chat.db holds {total}"
+
+
+def _dataset(workspace: Path, cfg: AvatarConfig, progress: Progress | None) -> str:
+    from wechat_avatar.dataset.build import build_dataset
+    from wechat_avatar.store import Store
+
+    with Store.open(workspace, create=False) as store:
+        advance = progress("dataset", store.count("messages")) if progress else None
+        result = build_dataset(store, workspace, cfg, advance)
+    samples = json.loads((result.path / "manifest.json").read_text(encoding="utf-8"))["samples"]
+    return f"{samples['train']} train / {samples['test']} test samples; report: {result.path / 'report.html'}"
+
+
+def _pretrain(workspace: Path, cfg: AvatarConfig, progress: Progress | None) -> str:
+    from wechat_avatar.models.tiny import build_tiny
+
+    path = build_tiny(workspace, cfg.model.tiny, progress)
+    record = json.loads((path / "build.json").read_text(encoding="utf-8"))
+    return f"{record['parameters']:,} parameters; loss {record['loss'][0]} -> {record['loss'][-1]}"
+
+
+def _sft(workspace: Path, cfg: AvatarConfig, progress: Progress | None, log: Log) -> str:
+    from wechat_avatar.train.sft import run_sft
+
+    path, summary = run_sft(workspace, cfg, progress=progress, log=log)
+    return (f"{summary['steps']} steps; held-out loss {summary['eval_loss_before']} -> "
+            f"{summary['eval_loss_after']}; adapter: {path}")  # fmt: skip
+
+
+def _eval(workspace: Path, cfg: AvatarConfig, progress: Progress | None) -> str:
+    from wechat_avatar.eval.run import EvalOptions, evaluate
+
+    options = EvalOptions(samples=cfg.eval.samples, max_new_tokens=cfg.eval.max_new_tokens)
+    compare = ["base"] if cfg.eval.compare_base else []
+    result = evaluate(workspace, cfg, None, compare, options, name="run", progress=progress)
+    return f"report: {result.path / 'report.html'}"
