@@ -26,6 +26,7 @@ from wechat_avatar.config import AvatarConfig
 from wechat_avatar.errors import DatasetError, UsageError
 from wechat_avatar.eval import metrics, privacy
 from wechat_avatar.eval.perplexity import reply_perplexity
+from wechat_avatar.models.load import check_adapter
 from wechat_avatar.train.data import dataset_hash
 
 Progress = Callable[[str, int | None], Callable[[int], None]]
@@ -80,6 +81,9 @@ def evaluate(
     everything = load_test(workspace)
     chosen = select(everything, options.samples)
     specs = _unique([resolve(workspace, adapter), *(resolve(workspace, spec) for spec in compare)])
+    for spec in specs:  # a bad adapter fails now, not after the runs before it
+        if spec.kind == "adapter" and spec.path is not None:
+            check_adapter(workspace, cfg, spec.path)
     name = name or "-vs-".join(spec.label for spec in specs)
     if not _NAME.fullmatch(name):
         raise UsageError(f"--name {name!r} is not a folder name", hint="use letters, digits, '.', '-' and '_'")

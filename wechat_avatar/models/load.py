@@ -127,17 +127,23 @@ def adapter_record(adapter: Path) -> dict[str, Any]:
     return json.loads(run.read_text(encoding="utf-8")) if run.is_file() else {}
 
 
+def check_adapter(workspace: Path, cfg: AvatarConfig, adapter: Path) -> None:
+    """Fail before loading anything when `adapter` was trained on another base (or build of it)."""
+    source = resolve(workspace, cfg.model)
+    record = adapter_record(adapter)
+    trained_on = record.get("base")
+    if trained_on and trained_on != cfg.model.base:
+        raise ModelError(f"adapter {adapter} was trained on {trained_on}, but model.base is {cfg.model.base}",
+                         hint=f"set model.base: {trained_on} (or --preset), or train a new adapter")  # fmt: skip
+    if record.get("base_fingerprint", "") != fingerprint(source):
+        raise ModelError(f"adapter {adapter} was trained on another build of {cfg.model.base}",
+                         hint="retrain it with `wechat-avatar train sft` on this workspace's model")  # fmt: skip
+
+
 def load_for_inference(workspace: Path, cfg: AvatarConfig, adapter: Path | None) -> Loaded:
     source = resolve(workspace, cfg.model)
     if adapter is not None:
-        record = adapter_record(adapter)
-        trained_on = record.get("base")
-        if trained_on and trained_on != cfg.model.base:
-            raise ModelError(f"adapter {adapter} was trained on {trained_on}, but model.base is {cfg.model.base}",
-                             hint=f"set model.base: {trained_on} (or --preset), or train a new adapter")  # fmt: skip
-        if record.get("base_fingerprint", "") != fingerprint(source):
-            raise ModelError(f"adapter {adapter} was trained on another build of {cfg.model.base}",
-                             hint="retrain it with `wechat-avatar train sft` on this workspace's model")  # fmt: skip
+        check_adapter(workspace, cfg, adapter)
     model, tokenizer = load_base(source, cfg.model)
     if adapter is not None:
         from peft import PeftModel
