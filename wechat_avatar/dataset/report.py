@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import unicodedata
@@ -15,30 +14,15 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from wechat_avatar.dataset.stats import DatasetStats
+from wechat_avatar.plots import COLOR, RC, WIDTH, int_ticks, quantile, svg
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
 
 TEMPLATE = Path(__file__).with_name("report.html.j2")
 TOP_CHATS = 20
 MAX_BUBBLES = 10  # replies with more bubbles share the last bar
-COLOR = "#07c160"
-WIDTH = 5.8  # inches: about the width of a plot card, so the SVG shows at 1:1 on a laptop screen
-# matplotlib measures text with its own fonts, which have no CJK glyphs; with svg.fonttype "none" the browser
-# draws the text with the first of these families it has, so names stay readable.
-RC: dict[str, Any] = {
-    "svg.fonttype": "none",
-    "text.parse_math": False,  # a chat called "$5 lunch $" is text, not mathtext
-    "font.family": ["sans-serif"],
-    "font.sans-serif": ["PingFang SC", "Microsoft YaHei", "Noto Sans CJK SC", "WenQuanYi Micro Hei", "DejaVu Sans"],
-    "font.size": 9,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-}
-NO_METADATA = {"Creator": None, "Date": None, "Format": None, "Type": None}  # no URLs, same bytes every run
-
 Plot = tuple["Figure | None", str]  # the figure (None: nothing to draw) and a caption or the reason it is missing
 
 
@@ -131,7 +115,7 @@ def _plots(stats: DatasetStats, specs: list[tuple[str, Callable[[DatasetStats], 
         warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font")
         for title, draw in specs:
             fig, note = draw(stats)
-            out.append({"title": title, "svg": _svg(fig, salt=title) if fig else "", "note": note})
+            out.append({"title": title, "svg": svg(fig, salt=title) if fig else "", "note": note})
     return out
 
 
@@ -212,7 +196,7 @@ def _barh(rows: list[tuple[str, int]], xlabel: str) -> Figure:
     ax.bar_label(bars, labels=[f"{n:,}" for _, n in rows], padding=2, fontsize=8)
     ax.set_xlim(0, max(n for _, n in rows) * 1.12 or 1)
     ax.margins(y=0.02)
-    ax.xaxis.set_major_locator(_int_ticks())
+    ax.xaxis.set_major_locator(int_ticks())
     ax.set_xlabel(xlabel)
     return fig
 
@@ -232,7 +216,7 @@ def _hist(counts: Counter[int], xlabel: str) -> Plot:
     into the last bar so the bulk stays readable."""
     from matplotlib.figure import Figure
 
-    cap = _quantile(counts, 0.99)
+    cap = quantile(counts, 0.99)
     low = min(counts)
     width = max(1, math.ceil((cap - low + 1) / 30))
     folded: Counter[int] = Counter()
@@ -243,9 +227,9 @@ def _hist(counts: Counter[int], xlabel: str) -> Plot:
     # at least 10 bins, so one distinct value draws as a bar on a scale, not as a full-width block
     edges = [low + i * width - 0.5 for i in range(max((cap - low) // width + 2, 11))]
     ax.hist(list(folded), bins=edges, weights=list(folded.values()), color=COLOR)
-    ax.xaxis.set_major_locator(_int_ticks())
+    ax.xaxis.set_major_locator(int_ticks())
     _label(ax, xlabel)
-    note = f"Median {_quantile(counts, 0.5):,}, 95th percentile {_quantile(counts, 0.95):,}, max {max(counts):,}."
+    note = f"Median {quantile(counts, 0.5):,}, 95th percentile {quantile(counts, 0.95):,}, max {max(counts):,}."
     if max(counts) > cap:
         note += f" The last bar also holds everything above {cap:,}."
     return fig, note
@@ -254,26 +238,9 @@ def _hist(counts: Counter[int], xlabel: str) -> Plot:
 def _label(ax: Axes, xlabel: str) -> None:
 
     # counts: no 0.2-message ticks when they are small
-    ax.yaxis.set_major_locator(_int_ticks())
+    ax.yaxis.set_major_locator(int_ticks())
     ax.set_xlabel(xlabel)
     ax.set_ylabel("count")
-
-
-def _int_ticks() -> MaxNLocator:
-    """Matplotlib's default tick spacing, but whole numbers only, even when the axis spans a single count."""
-    from matplotlib.ticker import MaxNLocator
-
-    return MaxNLocator(nbins="auto", steps=[1, 2, 5, 10], integer=True, min_n_ticks=1)
-
-
-def _quantile(counts: Counter[int], q: float) -> int:
-    """The smallest value with at least a fraction q of the weight at or below it."""
-    target, seen = q * counts.total(), 0
-    for value in sorted(counts):
-        seen += counts[value]
-        if seen >= target:
-            return value
-    return 0
 
 
 def _short(label: str, limit: float = 20) -> str:
@@ -293,14 +260,3 @@ def _text_inches(label: str, size: float = 9) -> float:
 
 def _ems(char: str) -> float:
     return 1.0 if unicodedata.east_asian_width(char) in "WF" else 0.6
-
-
-def _svg(fig: Figure, salt: str) -> str:
-    """The figure as an inline <svg> element: ids salted per plot so several SVGs can share one page."""
-    import matplotlib
-
-    buf = io.StringIO()
-    with matplotlib.rc_context({"svg.hashsalt": salt}):
-        fig.savefig(buf, format="svg", metadata=NO_METADATA)
-    text = buf.getvalue()
-    return text[text.index("<svg") :]  # the XML prolog and DOCTYPE (which carries a URL) don't belong inline

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from wechat_avatar.dataset.report import RC, WIDTH, _int_ticks, _quantile, _svg
 from wechat_avatar.eval.metrics import BUBBLE
+from wechat_avatar.plots import RC, WIDTH, int_ticks, quantile, svg
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -134,7 +134,7 @@ def _plots(result: dict[str, Any], colors: dict[str, str]) -> list[dict[str, str
         warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font")  # the browser draws text
         for title, draw in specs:
             fig, note = draw(result, colors)
-            out.append({"title": title, "svg": _svg(fig, salt=title) if fig else "", "note": note})
+            out.append({"title": title, "svg": svg(fig, salt=title) if fig else "", "note": note})
     return out
 
 
@@ -165,7 +165,7 @@ def _lengths_plot(result: dict[str, Any], colors: dict[str, str]) -> Plot:
     every = sum((c for _, _, c in series), Counter[int]())
     if not every:
         return None, "No replies."
-    cap = max(_quantile(every, 0.99), 1)
+    cap = max(quantile(every, 0.99), 1)
     width = max(1, math.ceil((cap + 1) / 25))
     edges = [i * width - 0.5 for i in range(cap // width + 2)]
     fig = Figure(figsize=(WIDTH, 2.6), layout="constrained")
@@ -179,7 +179,7 @@ def _lengths_plot(result: dict[str, Any], colors: dict[str, str]) -> Plot:
             ax.hist(values, bins=edges, weights=weights, color=color, alpha=0.45, label=label)
         else:
             ax.hist(values, bins=edges, weights=weights, histtype="step", linewidth=1.6, color=color, label=label)
-    ax.xaxis.set_major_locator(_int_ticks())
+    ax.xaxis.set_major_locator(int_ticks())
     ax.set_xlabel("characters per reply (<s> excluded)")
     ax.set_ylabel("share of replies")
     ax.legend(fontsize=8, frameon=False)
@@ -247,7 +247,7 @@ def _grouped(groups: list[str], series: list[tuple[str, str]], values: list[list
 
 def _ticks(ax: Axes) -> None:
     if ax.get_ylim()[1] >= 5:  # whole-number ticks on counts and scores, not on shares
-        ax.yaxis.set_major_locator(_int_ticks())
+        ax.yaxis.set_major_locator(int_ticks())
 
 
 def _counter(hist: dict[str, int] | dict[int, int]) -> Counter[int]:
