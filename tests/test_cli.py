@@ -12,20 +12,31 @@ from wechat_avatar.cli import app
 from wechat_avatar.config import DEFAULT_DROP, load_config
 from wechat_avatar.render import CATEGORIES
 
-COMMANDS = sorted(get_command(app).commands)  # type: ignore[attr-defined]
+
+def _walk(group, path: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+    """(path, click command) for every command and sub-command (`train sft` …)."""
+    for name, command in group.commands.items():
+        yield (*path, name), command
+        if hasattr(command, "commands"):
+            yield from _walk(command, (*path, name))
+
+
+COMMANDS = dict(sorted(_walk(get_command(app))))
 
 
 def test_the_issue_commands_exist() -> None:
-    assert {"init", "ingest", "messages", "stats", "synth", "types"} <= set(COMMANDS)
+    names = {" ".join(path) for path in COMMANDS}
+    assert {"init", "ingest", "messages", "stats", "synth", "types", "dataset"} <= names
+    assert {"train", "train pretrain", "train sft", "eval", "chat", "run"} <= names
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_every_command_has_help(command: str) -> None:
-    result = run_cli(command, "--help")
+@pytest.mark.parametrize("path", list(COMMANDS), ids=" ".join)
+def test_every_command_has_help(path: tuple[str, ...]) -> None:
+    result = run_cli(*path, "--help")
     assert result.returncode == 0, result.stderr
-    doc = get_command(app).commands[command].help  # type: ignore[attr-defined]
+    doc = COMMANDS[path].help
     assert doc and doc.split("\n")[0][:40] in " ".join(result.stdout.split())
-    if command in {"ingest", "messages", "stats"}:
+    if path[-1] in {"ingest", "messages", "stats", "dataset", "sft", "pretrain", "eval", "chat", "run"}:
         assert "--workspace" in result.stdout
 
 
