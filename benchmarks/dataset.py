@@ -38,8 +38,8 @@ def main() -> None:
             ingests.append(run_child([*cli, "ingest", str(export / "EnMicroMsg.db"), str(export / "shared_prefs"),
                                       "--workspace", str(root / "ws")]))  # fmt: skip
             builds.append(run_child([*cli, "dataset", "--workspace", str(root / "ws")]))
-        ingest_s = min(t for t, _ in ingests)
-        build_s, rss = min(t for t, _ in builds), max(r for _, r in builds)
+        ingest_s = min(t for t, _, _ in ingests)
+        build_s, rss = min(t for t, _, _ in builds), max(r for _, r, _ in builds)
         n = args.messages
         print(f"ingest   {n:>9,} messages  {ingest_s:7.2f} s  ({n / ingest_s:,.0f} msgs/s)")
         print(f"dataset  {n:>9,} messages  {build_s:7.2f} s  ({n / build_s:,.0f} msgs/s)")

@@ -6,7 +6,8 @@ For each format, (a) a baseline that only reads every message row: the encrypted
 EnMicroMsg.db opened with its key and `SELECT *` (android), `SELECT *` from every decrypted
 MSGn.db (pc3), every PyWxDump CSV through the csv module (pywxdump); and (b) the full
 `wechat-avatar ingest` of it (map, decompress, render, write chat.db) in a child process.
-Prints b/a and the ingest's peak RSS. Targets: ratio <= 5, peak RSS <= 1 GB.
+Prints b/a, the ingest's peak RSS, and its CPU time with its workers (steadier than wall time on
+a shared machine). Targets: ratio <= 5, peak RSS <= 1 GB.
 The Android export lives in DIR itself (as before), the others in DIR/pc3, DIR/pywxdump.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import resource
 import shutil
 import sqlite3
 import subprocess
@@ -31,8 +33,10 @@ UIN = "1727374951"
 csv.field_size_limit(sys.maxsize)
 
 
-def run_child(args: list[str]) -> tuple[float, int]:
-    """Run a command; return (wall seconds, peak RSS bytes of it and its workers together)."""
+def run_child(args: list[str]) -> tuple[float, int, float]:
+    """Run a command; return (wall seconds, peak RSS bytes of it and its workers together,
+    CPU seconds of it and its workers together: on a shared machine the steadier figure)."""
+    cpu_before = _children_cpu()
     start = time.perf_counter()
     proc = psutil.Popen(args, stdout=subprocess.DEVNULL)
     peak = 0
@@ -46,7 +50,12 @@ def run_child(args: list[str]) -> tuple[float, int]:
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         sys.exit(f"{' '.join(args)} failed")
-    return elapsed, peak
+    return elapsed, peak, _children_cpu() - cpu_before
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # every finished descendant, workers included
+    return usage.ru_utime + usage.ru_stime
 
 
 def scan_android(export: Path) -> int:
@@ -88,7 +97,7 @@ def bench(fmt: str, export: Path, work: Path, messages: int, repeat: int) -> Non
     cli = [sys.executable, "-m", "wechat_avatar"]
     if not (export / marker).exists():
         extra = [] if fmt == "android" else ["--format", fmt]
-        synth_s, _ = run_child([*cli, "synth", str(export), "--messages", str(messages), "--seed", "1", *extra])
+        synth_s, *_ = run_child([*cli, "synth", str(export), "--messages", str(messages), "--seed", "1", *extra])
         print(f"{fmt:<9} synth      {messages:>9,} messages  {synth_s:7.2f} s")
     scans, ingests = [], []
     for i in range(repeat):  # this machine's disk is noisy: best of N for both sides
@@ -99,9 +108,12 @@ def bench(fmt: str, export: Path, work: Path, messages: int, repeat: int) -> Non
         ingests.append(run_child([*cli, "ingest", *ingest_args(export), "--workspace", str(ws)]))
         shutil.rmtree(ws)
     scan_s, rows = min(scans)
-    ingest_s, rss = min(t for t, _ in ingests), max(r for _, r in ingests)
+    (ingest_s, _, cpu_s), rss = min(ingests), max(r for _, r, _ in ingests)
     print(f"{fmt:<9} (a) scan   {rows:>9,} rows      {scan_s:7.2f} s  ({rows / scan_s:,.0f} rows/s)")
-    print(f"{fmt:<9} (b) ingest {rows:>9,} rows      {ingest_s:7.2f} s  ({rows / ingest_s:,.0f} msgs/s)")
+    print(f"{fmt:<9} (b) ingest {rows:>9,} rows      {ingest_s:7.2f} s  ({rows / ingest_s:,.0f} msgs/s, "
+          f"{cpu_s:.2f} s CPU with its workers)")  # fmt: skip
+    print(f"{fmt:<9} runs       scan {' '.join(f'{t:.2f}' for t, _ in scans)} s; "
+          f"ingest {' '.join(f'{t:.2f}' for t, _, _ in ingests)} s")  # fmt: skip
     print(f"{fmt:<9} ratio b/a  {ingest_s / scan_s:.2f}   (target <= 5)")
     print(f"{fmt:<9} peak RSS   {rss / 2**20:.0f} MiB, ingest and its render workers together  (target <= 1024)")
 

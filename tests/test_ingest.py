@@ -197,4 +197,4 @@ def test_a_batch_whose_worker_died_is_prepared_here(export: Any) -> None:
     source = AndroidCsv(export.csv_dir)
     batch = list(source.rows())[:50]
     local = _collect(batch, None, source.row_mapper(), RenderConfig())
-    assert local == prepare(batch, source.row_mapper(), RenderConfig()) and len(local.rows) == 50
+    assert local == prepare(batch, source.row_mapper(), RenderConfig()) and len(local.keys) == 50

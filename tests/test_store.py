@@ -10,7 +10,7 @@ import pytest
 from wechat_avatar.canonical import Account, Contact, ContactKind, Member, Message
 from wechat_avatar.errors import UsageError, WorkspaceError
 from wechat_avatar.render import Rendered
-from wechat_avatar.store import MIGRATIONS, Store, merge_key, message_row
+from wechat_avatar.store import _MESSAGE_COLUMNS, MIGRATIONS, Store, merge_key, message_row
 
 
 def msg(i: int, chat: str = "wxid_hu", sender: str = "wxid_hu", text: str = "hi") -> tuple[Message, Rendered]:
@@ -24,6 +24,27 @@ def test_schema_is_migrated_once_and_recorded(tmp_path: Path) -> None:
     with Store.open(tmp_path) as store:
         rows = store.conn.execute("SELECT version, name FROM schema_migrations").fetchall()
     assert rows == [(v, n) for v, n, _ in MIGRATIONS]
+
+
+def test_a_store_of_schema_2_keeps_every_row_through_migration_3(tmp_path: Path) -> None:
+    old = sqlite3.connect(tmp_path / "chat.db", isolation_level=None)
+    old.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT)")
+    for version, name, sql in MIGRATIONS[:2]:
+        old.executescript(sql)
+        old.execute("INSERT INTO schema_migrations VALUES (?, ?, '')", (version, name))
+    old.execute("INSERT INTO chats VALUES ('wxid_hu', 'private')")
+    rows = [row("android:me", "1", "好", 100, 11), row("android:me", "2", "在吗", 101)]
+    old.executemany(f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 17)})", rows)
+    old.execute("INSERT INTO merges VALUES ('pc3:me', 'MSG0:1', 1, 'server_id')")
+    before = old.execute("SELECT * FROM messages ORDER BY id").fetchall()
+    old.close()
+    with Store.open(tmp_path) as store:
+        assert store.conn.execute("SELECT * FROM messages ORDER BY id").fetchall() == before
+        assert store.conn.execute("SELECT text FROM message_view ORDER BY id").fetchall() == [("好",), ("在吗",)]
+        assert not store.conn.execute("PRAGMA foreign_key_check").fetchall()
+        with pytest.raises(sqlite3.IntegrityError):  # (source, source_id) is still unique
+            store.conn.execute(f"INSERT INTO messages ({_MESSAGE_COLUMNS}) SELECT {_MESSAGE_COLUMNS} FROM messages")
+        assert store.writer("pc3:me").write([row("pc3:me", "MSG0:1", "好", 100, 11)]) == (0, 0)
 
 
 def test_store_opens_in_any_sqlite_tool(tmp_path: Path) -> None:

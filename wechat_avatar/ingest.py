@@ -3,10 +3,12 @@
 Each source is one transaction: it lands whole or not at all, so a damaged input never
 leaves half a history behind or touches what earlier ingests wrote.
 
-A big ingest is a three-stage pipeline: this process reads raw rows and writes chat.db,
-while worker processes map and render the batch in between. Reading, mapping+rendering
-and writing each take about a third of the time, and threads could not overlap them (the
-GIL); small inputs skip the workers, whose start-up would cost more than they save.
+A big ingest is a pipeline: worker processes read a share of the input (a source's
+`chunks()`, e.g. one CSV file; else a batch of raw rows this process read), map and render
+it, and stage the rows as a small SQLite image (`store.staged`); this process loads each
+image in input order and moves it into chat.db with set-based SQL, binding no value of its
+own, so it keeps up with the workers; threads could not overlap the work (the GIL). Small
+inputs skip the workers, whose start-up would cost more than they save.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from wechat_avatar.config import AvatarConfig, RenderConfig
-from wechat_avatar.render import render
-from wechat_avatar.sources.base import Hints, RowMapper, Source, map_rows
+from wechat_avatar.render import Rendered, render
+from wechat_avatar.sources.base import Chunk, Hints, RowMapper, Source, map_rows
 from wechat_avatar.sources.detect import open_sources
-from wechat_avatar.store import Store, message_row
+from wechat_avatar.store import Store, message_row, staged
 
 T = TypeVar("T")
+Task = list[Sequence[Any]] | Chunk  # raw rows read here, or a share of the input a worker reads itself
 PARALLEL_MIN_MESSAGES = 20_000  # below this, starting a worker costs more than it saves
 
 # Given a description and a total (None if unknown), returns the function to call with advances.
@@ -43,69 +46,91 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 @dataclass
 class Prepared:
-    """One batch, mapped and rendered: store rows plus what the report counts."""
+    """One batch, mapped, rendered and staged (`store.staged`), plus what the report counts."""
 
-    rows: list[tuple[Any, ...]]
+    image: bytes
+    ids: list[str]  # the rows' source ids, in order
+    keys: list[int]  # their merge keys
     skipped: Counter[str]
     repaired: Counter[str]
     categories: Counter[str]
     statuses: Counter[str]
+    notes: Counter[str] = field(default_factory=Counter)  # from a chunk's reader: note template -> count
 
 
-def prepare(raw: list[Sequence[Any]], mapper: RowMapper, cfg: RenderConfig) -> Prepared:
-    """Map and render one batch of raw rows (runs in a worker process for big inputs)."""
+def prepare(task: Task, mapper: RowMapper, cfg: RenderConfig) -> Prepared:
+    """Read (if a chunk), map, render and stage one batch (runs in a worker process for big inputs)."""
+    raw, unread, notes = (task, Counter(), Counter()) if isinstance(task, list) else task.read()
     messages, skipped, repaired = map_rows(raw, mapper)
-    rendered = [render(m.base_type, m.sub_type, m.content, cfg) for m in messages]
+    rendered = render_all(messages, cfg)
+    rows = [message_row(m, r) for m, r in zip(messages, rendered, strict=True)]
     return Prepared(
-        rows=[message_row(m, r) for m, r in zip(messages, rendered, strict=True)],
-        skipped=skipped,
+        image=staged(rows),
+        ids=[row[1] for row in rows],
+        keys=[row[-1] for row in rows],
+        skipped=skipped + unread,
         repaired=repaired,
         categories=Counter(r.category for r in rendered),
         statuses=Counter(r.status for r in rendered),
+        notes=notes,
     )
 
 
-def prepared_batches(
-    raw: Iterable[Sequence[Any]], mapper: RowMapper, cfg: AvatarConfig, parallel: bool
-) -> Iterator[Prepared]:
-    """Batches in input order; with `parallel`, workers prepare batch k while this process
-    reads batch k+1 and writes batch k-1."""
-    batches = batched(raw, cfg.ingest.batch_size)
+def render_all(messages: list[Any], cfg: RenderConfig) -> list[Rendered]:
+    """Render a batch; a content seen before in the batch is rendered once (exports repeat
+    the same placeholder payloads, chats the same few words and sticker codes)."""
+    done: dict[tuple[int, int, str], Rendered] = {}
+    out = []
+    for m in messages:
+        key = (m.base_type, m.sub_type, m.content)
+        r = done.get(key)
+        if r is None:
+            r = done[key] = render(m.base_type, m.sub_type, m.content, cfg)
+        out.append(r)
+    return out
+
+
+def tasks(source: Source, batch_size: int) -> Iterator[Task]:
+    """The source's chunks where it has them (workers read those), else batches of its rows."""
+    chunks = source.chunks() if hasattr(source, "chunks") else None
+    return iter(chunks) if chunks is not None else batched(source.rows(), batch_size)
+
+
+def prepared_batches(source: Source, cfg: AvatarConfig, parallel: bool) -> Iterator[Prepared]:
+    """Batches in input order; with `parallel`, workers prepare the next batches while this
+    process writes the current one."""
+    mapper, todo = source.row_mapper(), tasks(source, cfg.ingest.batch_size)
     if not parallel:
-        for batch in batches:
-            yield prepare(batch, mapper, cfg.render)
+        for task in todo:
+            yield prepare(task, mapper, cfg.render)
         return
     workers = cfg.ingest.render_workers
     # spawn, not fork: the parent holds open SQLite handles and may run threads
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending: deque[tuple[list[Sequence[Any]], Future[Prepared] | None]] = deque()
-        for batch in batches:
-            pending.append((batch, _submit(pool, batch, mapper, cfg.render)))
-            if len(pending) > workers:
+        pending: deque[tuple[Task, Future[Prepared] | None]] = deque()
+        for task in todo:
+            pending.append((task, _submit(pool, task, mapper, cfg.render)))
+            if len(pending) > 2 * workers:  # one queued behind each running: no worker waits for this process
                 yield _collect(*pending.popleft(), mapper, cfg.render)
         while pending:
             yield _collect(*pending.popleft(), mapper, cfg.render)
 
 
-def _submit(
-    pool: ProcessPoolExecutor, batch: list[Sequence[Any]], mapper: RowMapper, cfg: RenderConfig
-) -> Future[Prepared] | None:
+def _submit(pool: ProcessPoolExecutor, task: Task, mapper: RowMapper, cfg: RenderConfig) -> Future[Prepared] | None:
     try:
-        return pool.submit(prepare, batch, mapper, cfg)
+        return pool.submit(prepare, task, mapper, cfg)
     except BrokenProcessPool:  # a worker could not start (e.g. no importable __main__)
         return None
 
 
-def _collect(
-    batch: list[Sequence[Any]], future: Future[Prepared] | None, mapper: RowMapper, cfg: RenderConfig
-) -> Prepared:
+def _collect(task: Task, future: Future[Prepared] | None, mapper: RowMapper, cfg: RenderConfig) -> Prepared:
     """A worker's result, or the batch prepared here if the worker is gone: nothing is lost."""
     try:
         if future is not None:
             return future.result()
     except BrokenProcessPool:
         pass
-    return prepare(batch, mapper, cfg)
+    return prepare(task, mapper, cfg)
 
 
 @dataclass
@@ -121,17 +146,19 @@ class SourceReport:
     categories: Counter[str] = field(default_factory=Counter)
     statuses: Counter[str] = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)  # what the reader wants the user to know
+    counted_notes: Counter[str] = field(default_factory=Counter)  # chunks' notes: template -> count
 
     @property
     def already_stored(self) -> int:
         return self.read - self.added - self.merged
 
     def add(self, batch: Prepared, added: int, merged: int) -> None:
-        self.read += len(batch.rows)
+        self.read += len(batch.keys)
         self.added += added
         self.merged += merged
         for mine, theirs in ((self.skipped, batch.skipped), (self.repaired, batch.repaired),
-                             (self.categories, batch.categories), (self.statuses, batch.statuses)):  # fmt: skip
+                             (self.categories, batch.categories), (self.statuses, batch.statuses),
+                             (self.counted_notes, batch.notes)):  # fmt: skip
             mine.update(theirs)
 
 
@@ -145,12 +172,13 @@ def ingest_source(
         store.upsert_members(source.members())
         parallel = cfg.ingest.render_workers > 0 and source.count() >= PARALLEL_MIN_MESSAGES
         writer = store.writer(source.source_key)
-        for batch in prepared_batches(source.rows(), source.row_mapper(), cfg, parallel):
-            report.add(batch, *writer.write(batch.rows))
+        for batch in prepared_batches(source, cfg, parallel):
+            report.add(batch, *writer.write_staged(batch.image, batch.ids, batch.keys))
             if advance:
-                advance(len(batch.rows) + batch.skipped.total())
+                advance(len(batch.keys) + batch.skipped.total())
         report.skipped.update(source.skipped)  # rows the reader itself could not split into fields
-        report.notes = list(source.notes)  # complete only once the rows are read
+        # complete only once the rows are read
+        report.notes = [*source.notes, *(note.format(n) for note, n in report.counted_notes.items())]
         store.record_ingest(source.source_key, source.kind, source.path, report.read, report.added,
                             report.skipped.total(), report.merged)  # fmt: skip
     return report

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import blackboxprotobuf
 
@@ -38,9 +38,29 @@ class BadRecord(ValueError):
 RowMapper = Callable[[Sequence[Any]], Message]
 
 
+class ChunkRows(NamedTuple):
+    """What reading a chunk gives: its raw rows, and what its reader has to say about them."""
+
+    rows: list[Sequence[Any]]
+    skipped: Counter[str]  # rows the reader itself could not split into fields, by reason
+    notes: Counter[str]  # a note for the summary ("{} lines were … read as GBK") -> the number it fills in
+
+
+class Chunk(Protocol):
+    """A share of a source's rows that a worker process reads itself: picklable (paths and
+    numbers, no open handles), read once."""
+
+    def read(self) -> ChunkRows: ...
+
+
 class Source(Protocol):
     """An opened export. `rows()` streams raw message rows; `row_mapper()` turns each into a
-    Message. Split so the mapping can run in parallel with reading and writing."""
+    Message. Split so the mapping can run in parallel with reading and writing.
+
+    A source whose input splits into independent shares (files, id ranges) may also offer
+    `chunks() -> list[Chunk]`, the same rows in the same order; the ingest then has worker
+    processes read them, and never calls `rows()`.
+    """
 
     kind: str  # e.g. "android-db", "android-csv"
     path: Path

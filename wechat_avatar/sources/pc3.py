@@ -21,7 +21,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from functools import partial
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ import lz4.block
 
 from wechat_avatar.canonical import Account, Contact, ContactKind, Member, Message, contact_kind
 from wechat_avatar.errors import UsageError
-from wechat_avatar.sources.base import BadRecord, RowMapper, decode_text, query, query_value, roomdata_names
+from wechat_avatar.sources.base import BadRecord, ChunkRows, RowMapper, decode_text, query, query_value, roomdata_names
 from wechat_avatar.sources.protobuf import ProtobufError, fields, skip, varint
 
 SYSTEM_TYPES = frozenset({10000, 10002})
@@ -40,8 +42,9 @@ _ROWS = (
     "CASE WHEN Type = 50 THEN CAST(DisplayContent AS BLOB) END, "
     "CASE WHEN Type = 49 OR StrContent IS NULL OR StrContent = '' THEN CompressContent END, "
     "CASE WHEN IsSender = 0 AND StrTalker LIKE '%@chatroom' THEN BytesExtra END "
-    "FROM MSG ORDER BY localId"
+    "FROM MSG WHERE localId > ? AND localId <= ? ORDER BY localId"
 )
+CHUNK_ROWS = 25_000  # localIds per chunk: a worker's share
 
 
 def lz4_text(blob: bytes) -> str:
@@ -191,14 +194,41 @@ class Pc3Db:
         return sum(query_value(p, "SELECT coalesce(max(localId), 0) FROM MSG") for p in self.shards)
 
     def rows(self) -> Iterator[Sequence[Any]]:
+        for chunk in self.chunks():
+            yield from chunk.rows()
+
+    def chunks(self) -> list[ShardRange]:
+        """Each shard in runs of CHUNK_ROWS localIds (WeChat numbers them 1, 2, …; a shard whose
+        ids are sparse is one chunk)."""
+        chunks = []
         for shard in self.shards:
-            yield from query(shard, _ROWS, f"{shard_name(shard)}:")
+            [(low, high, n)] = query(shard, "SELECT min(localId), max(localId), count(*) FROM MSG")
+            step = CHUNK_ROWS if isinstance(low, int) and isinstance(high, int) and high - low < 2 * n else 2**64
+            inner = range(low + step - 1, high, step) if step < 2**64 else []
+            bounds = [-(2**63), *inner, 2**63 - 1]
+            chunks += [ShardRange(shard, lo, hi) for lo, hi in pairwise(bounds)]
+        return chunks
 
     def row_mapper(self) -> RowMapper:
         return partial(message_from_msg, source=self.source_key, self_wxid=self.self_wxid)
 
     def close(self) -> None:
         pass
+
+
+@dataclass(frozen=True)
+class ShardRange:
+    """The MSG rows of one shard with lo < localId <= hi, read in a worker process (a Chunk)."""
+
+    shard: Path
+    lo: int
+    hi: int
+
+    def rows(self) -> Iterator[Sequence[Any]]:
+        return query(self.shard, _ROWS, f"{shard_name(self.shard)}:", self.lo, self.hi)
+
+    def read(self) -> ChunkRows:
+        return ChunkRows(list(self.rows()), Counter(), Counter())
 
 
 def shard_number(path: Path) -> int:

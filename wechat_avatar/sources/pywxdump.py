@@ -27,6 +27,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from functools import partial
 from operator import itemgetter
 from pathlib import Path
@@ -35,7 +36,7 @@ from typing import Any
 from wechat_avatar.canonical import Account, Contact, ContactKind, Member, Message, contact_kind
 from wechat_avatar.errors import SourceFormatError, UsageError
 from wechat_avatar.sources import rebuild
-from wechat_avatar.sources.base import BadRecord, Hints, RowMapper
+from wechat_avatar.sources.base import BadRecord, ChunkRows, Hints, RowMapper
 from wechat_avatar.sources.textfile import CsvFile, common_folder, count_lines, local_ms
 
 COLUMNS = ("id", "MsgSvrID", "type_name", "is_sender", "talker", "room_name", "msg", "src", "CreateTime")
@@ -47,6 +48,8 @@ _QUOTE = re.compile(r"^(.*)\n\n\[引用\]\((.*?)\)(.*?):(.*)$", re.DOTALL)
 _TRANSFER = re.compile(r"^(已收款|转账)：(.*)\n转账说明：(.*)\n转账时间：", re.DOTALL)
 _PLACE = re.compile(r"纬度:【(.*?)】 经度:【(.*?)】\n位置：(.*?)(?: (\S*))?\n")
 _CALL = re.compile(r"^语音/视频通话\[(.*)\]$", re.DOTALL)
+BROKEN_ROW = "wrong number of CSV fields"
+GBK_NOTE = "{} lines were not UTF-8 and were read as GBK"
 
 # pywxdump/db/utils/common_utils.py::type_converter, read backwards
 LABELS: dict[str, tuple[int, int]] = {
@@ -167,16 +170,7 @@ class PyWxDumpExport:
 
     def _raw(self) -> Iterator[Sequence[Any]]:
         for path in self.files:
-            if path.suffix == ".json":
-                for item in _load_json(path) or []:
-                    yield tuple(item.get(c, "") for c in COLUMNS) if isinstance(item, dict) else ()
-                continue
-            table = CsvFile(path)
-            self._csv.append(table)
-            pick = itemgetter(*(table.header.index(c) for c in COLUMNS))
-            width = len(table.header)
-            for cells in table.rows():
-                yield pick(cells) if len(cells) == width else ()
+            yield from _file_rows(path, self._csv)
 
     def rows(self) -> Iterator[Sequence[Any]]:
         self._csv = []
@@ -184,16 +178,49 @@ class PyWxDumpExport:
             if row:
                 yield row
             else:
-                self.skipped["wrong number of CSV fields"] += 1
+                self.skipped[BROKEN_ROW] += 1
         gbk = sum(t.gbk_lines for t in self._csv)
         if gbk:
-            self.notes.append(f"{gbk} lines were not UTF-8 and were read as GBK")
+            self.notes.append(GBK_NOTE.format(gbk))
+
+    def chunks(self) -> list[ExportFile]:
+        return [ExportFile(path) for path in self.files]
 
     def row_mapper(self) -> RowMapper:
         return partial(message_from_row, source=self.source_key, self_wxid=self.self_wxid, tz=self.tz)
 
     def close(self) -> None:
         pass
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    """One message file, read whole in a worker process (a Chunk): the same rows as `rows()`."""
+
+    path: Path
+
+    def read(self) -> ChunkRows:
+        tables: list[CsvFile] = []
+        rows = list(_file_rows(self.path, tables))
+        good = [row for row in rows if row]
+        gbk = sum(t.gbk_lines for t in tables)
+        broken = len(rows) - len(good)
+        return ChunkRows(good, Counter({BROKEN_ROW: broken} if broken else {}),
+                         Counter({GBK_NOTE: gbk} if gbk else {}))  # fmt: skip
+
+
+def _file_rows(path: Path, tables: list[CsvFile]) -> Iterator[Sequence[Any]]:
+    """One message file's rows in COLUMNS order; () for a row that cannot be (wrong width)."""
+    if path.suffix == ".json":
+        for item in _load_json(path) or []:
+            yield tuple(item.get(c, "") for c in COLUMNS) if isinstance(item, dict) else ()
+        return
+    table = CsvFile(path)
+    tables.append(table)
+    pick = itemgetter(*(table.header.index(c) for c in COLUMNS))
+    width = len(table.header)
+    for cells in table.rows():
+        yield pick(cells) if len(cells) == width else ()
 
 
 def _load_json(path: Path) -> Any:
