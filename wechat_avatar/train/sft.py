@@ -87,16 +87,9 @@ class SFTRecipe:
         self.train_conversations = read_split(self.workspace, "train")
         test = read_split(self.workspace, "test")
         self.source = self._base()
-        self.model, self.tokenizer = load_base(self.source, self.cfg.model)
-        # without a KV cache: with one, transformers skips the block mask that keeps packed samples apart
-        self.model.config.use_cache = False
-        train = encode_split(self.tokenizer, self.train_conversations, s.max_length, s.loss_on)
-        if not train["input_ids"]:
-            raise TrainingError(f"no sample keeps any reply within max_length={s.max_length} tokens",
-                                hint="raise sft.max_length")  # fmt: skip
-        self.train_set = Dataset.from_dict(pack(train, s.max_length, s.seed) if s.packing else train)
-        self.eval_set = Dataset.from_dict(encode_split(self.tokenizer, test[:EVAL_SAMPLES], s.max_length, "last"))
         gpu = torch.cuda.is_available()
+        # the training arguments come before the model: under `accelerate launch` with ZeRO-3 they set up
+        # the process group, so the model loads straight into shards
         self.args = SFTConfig(
             output_dir=str(self.checkpoints), seed=s.seed, data_seed=s.seed,
             per_device_train_batch_size=s.batch_size, gradient_accumulation_steps=s.grad_accum,
@@ -109,10 +102,21 @@ class SFTRecipe:
             # without packing, batch samples of similar length so little is spent on padding
             train_sampling_strategy="random" if s.packing else "group_by_length",
             logging_steps=s.logging_steps, save_steps=s.save_steps, save_total_limit=s.save_total_limit,
-            eval_strategy="steps" if s.eval_steps and len(self.eval_set) else "no", eval_steps=s.eval_steps or None,
+            eval_strategy="steps" if s.eval_steps else "no", eval_steps=s.eval_steps or None,
             bf16=gpu and torch.cuda.is_bf16_supported(), report_to="none", disable_tqdm=True,
             activation_checkpointing=gpu, dataloader_num_workers=0, dataloader_pin_memory=gpu,
         )  # fmt: skip
+        self.model, self.tokenizer = load_base(self.source, self.cfg.model)
+        # without a KV cache: with one, transformers skips the block mask that keeps packed samples apart
+        self.model.config.use_cache = False
+        train = encode_split(self.tokenizer, self.train_conversations, s.max_length, s.loss_on)
+        if not train["input_ids"]:
+            raise TrainingError(f"no sample keeps any reply within max_length={s.max_length} tokens",
+                                hint="raise sft.max_length")  # fmt: skip
+        self.train_set = Dataset.from_dict(pack(train, s.max_length, s.seed) if s.packing else train)
+        self.eval_set = Dataset.from_dict(encode_split(self.tokenizer, test[:EVAL_SAMPLES], s.max_length, "last"))
+        if not len(self.eval_set):
+            self.args.eval_strategy = "no"
         targets: Any = s.lora_targets[0] if s.lora_targets == ["all-linear"] else s.lora_targets
         self.lora = LoraConfig(r=s.lora_r, lora_alpha=s.lora_alpha, lora_dropout=s.lora_dropout,
                                target_modules=targets, task_type="CAUSAL_LM")  # fmt: skip
@@ -169,8 +173,12 @@ class SFTRecipe:
         return round(self.trainer.evaluate()["eval_loss"], 4)
 
     def save(self, summary: dict[str, Any]) -> Path:
-        self.trainer.model.save_pretrained(self.out)
-        self.tokenizer.save_pretrained(self.out)
+        trainer = self.trainer
+        if trainer.is_fsdp_enabled:  # gather the shards: a sharded adapter is useless outside this run
+            trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+        trainer.save_model(str(self.out))  # adapter + tokenizer, gathered under ZeRO-3, written by rank 0
+        if not trainer.is_world_process_zero():
+            return self.out
         record = {
             "stage": "sft", "base": self.cfg.model.base, "base_source": self.source,
             "base_fingerprint": fingerprint(self.source), "preset": self.cfg.preset,
