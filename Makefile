@@ -27,7 +27,7 @@ test: setup lint
 
 demo: setup
 	rm -rf $(DEMO)
-	$(CLI) synth $(DEMO)/export --messages 3000 --seed 7
+	$(CLI) synth $(DEMO)/export --messages 10000 --seed 7
 	# ingest -> dataset -> pretrain -> sft -> eval on the tiny-cpu preset (a few minutes on 2 cores)
 	$(CLI) run --config configs/demo.yaml --workspace $(DEMO)/workspace
 	$(CLI) stats --workspace $(DEMO)/workspace

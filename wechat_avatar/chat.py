@@ -32,6 +32,7 @@ class ChatSession:
         self.loaded, self.name, self.friend, self.window = loaded, name, friend, window
         self.system = {"role": "system", "content": system}
         self.turns: list[dict[str, str]] = []
+        self.said = 0
 
     @classmethod
     def open(cls, workspace: Path, cfg: AvatarConfig, adapter: Path | None, friend: str) -> ChatSession:
@@ -42,12 +43,16 @@ class ChatSession:
     def describe(self) -> str:
         return f"{self.loaded.base}" + (f" + {self.loaded.adapter}" if self.loaded.adapter else ", no adapter")
 
-    def say(self, text: str, **generation: float | int) -> list[str]:
-        """The friend says `text`; returns the avatar's bubbles (and remembers both)."""
+    def say(self, text: str, seed: int = 0, **generation: float | int) -> list[str]:
+        """The friend says `text`; returns the avatar's bubbles (and remembers both).
+
+        Each turn samples with seed + its number: a session replays exactly, yet turns differ.
+        """
+        self.said += 1
         self.turns.append({"role": "user", "content": f"{self.friend}:{' '.join(text.splitlines())}"})
         self._trim()
         reply = generate_replies(self.loaded.model, self.loaded.tokenizer, [[self.system, *self.turns]],
-                                 **generation)[0]  # type: ignore[arg-type]  # fmt: skip
+                                 seed=seed + self.said, **generation)[0]  # type: ignore[arg-type]  # fmt: skip
         parts = bubbles(reply) or ["…"]
         self.turns.append({"role": "assistant", "content": BUBBLE.join(parts)})
         return parts
