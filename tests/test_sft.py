@@ -84,6 +84,36 @@ def test_packed_rows_attend_only_within_their_sample() -> None:
                 torch.testing.assert_close(logits[row, a:b], alone, atol=1e-5, rtol=1e-4)
 
 
+def test_reply_loss_equals_the_full_logits_loss() -> None:
+    """Projecting only the labelled positions gives the model's own loss, and the same gradients."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from wechat_avatar.train.loss import reply_loss
+
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, use_cache=False)  # fmt: skip
+    model = get_peft_model(Qwen2ForCausalLM(config), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    ids = torch.randint(1, 64, (2, 12))
+    labels = ids.clone()
+    labels[:, :5] = IGNORE  # a prompt
+    labels[1, 9:] = IGNORE
+    inputs = {"input_ids": ids, "labels": labels}
+    expected = model(**inputs).loss
+    expected.backward()
+    want = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad()
+    got = reply_loss(model, inputs, None)
+    got.backward()
+    torch.testing.assert_close(got, expected)
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            torch.testing.assert_close(param.grad, want[name])
+    n = int((labels[:, 1:] != IGNORE).sum())
+    torch.testing.assert_close(reply_loss(model, inputs, n), expected)  # summed / count = mean
+
+
 def test_sft_learns_and_records_what_made_it(tiny_workspace: Path) -> None:
     adapter = tiny_workspace / "adapters" / "sft"
     run = json.loads((adapter / "run.json").read_text(encoding="utf-8"))
@@ -176,3 +206,11 @@ def test_smollm2_loads_and_takes_two_lora_steps(dataset_workspace: Path, tmp_pat
     run = json.loads((workspace / "adapters" / "sft" / "run.json").read_text(encoding="utf-8"))
     assert run["steps"] == 2 and run["base"] == "builtin:smollm2-135m"
     assert (tmp_path / "cache" / "smollm2-135m-instruct" / "model.safetensors").is_file()
+
+
+def test_empty_training_split_is_one_line(dataset_workspace: Path, tmp_path: Path) -> None:
+    workspace = Path(shutil.copytree(dataset_workspace, tmp_path / "ws"))
+    (workspace / "dataset" / "messages" / "train.jsonl").write_text("", encoding="utf-8")
+    result = run_cli("train", "sft", "--workspace", workspace)
+    assert result.returncode != 0 and "has no samples: there is nothing to learn from" in result.stderr
+    assert "Traceback" not in result.stderr and "hint:" in result.stderr

@@ -66,15 +66,16 @@ def _config(path: Path | None, preset: str | None = None) -> AvatarConfig:
 
 
 @contextmanager
-def _progress() -> Iterator[Callable[[str, int | None], Callable[[int], None]]]:
+def _progress() -> Iterator[Callable[[str, int | None], Callable[..., None]]]:
     """A rich progress bar; yields the hook the library calls once per long task."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn())  # fmt: skip
     with Progress(*columns, console=err, transient=False, disable=not err.is_terminal) as bar:
 
-        def start(description: str, total: int | None) -> Callable[[int], None]:
+        def start(description: str, total: int | None) -> Callable[..., None]:
             task = bar.add_task(description, total=total)
-            return lambda n: bar.advance(task, n)
+            # fields such as description= let a long task show its state (sft: the loss) in the bar
+            return lambda n, **fields: bar.update(task, advance=n, **fields)
 
         yield start
 

@@ -3,12 +3,15 @@
     wechat-avatar train sft [--preset tiny-cpu] [--resume]
     accelerate launch --config_file configs/accelerate/ddp.yaml -m wechat_avatar train sft ...
 
-TRL's SFTTrainer runs the loop; this file decides what it sees:
+transformers' Trainer runs the loop (with peft's LoRA); this file decides what it sees:
 - samples tokenized here (train/data.py) so that only the avatar's turns carry loss, for any
   model's chat template;
 - packed per row (train/packing.py): samples share a row without attending to each other
-  (tests/test_sft.py checks logits against unpacked runs); TRL's own packing flattens a
-  batch into one row, which is quadratic for the SDPA attention CPUs use;
+  (tests/test_sft.py checks logits against unpacked runs);
+- logits only where the loss is (train/loss.py).
+TRL's SFTTrainer was the first choice and is not used: its packing flattens a batch into one
+row (quadratic for the SDPA attention CPUs use), it computes the full vocabulary's logits, and
+with our own data preparation nothing of it was left but per-step entropy metrics (3 % of a step).
 - checkpoints every `save_steps` with optimizer, scheduler and RNG state: `--resume` after a
   crash or kill -9 continues to the same adapter an uninterrupted run gives.
 Outputs: adapter_model.safetensors + adapter_config.json, tokenizer, run.json (base, config,
@@ -26,14 +29,14 @@ from typing import Any
 
 import torch
 from datasets import Dataset
-from peft import LoraConfig
-from transformers import PrinterCallback, TrainerCallback, set_seed
-from trl import SFTConfig, SFTTrainer
+from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+from transformers import PrinterCallback, TrainerCallback, TrainingArguments, set_seed
 
 from wechat_avatar.config import AvatarConfig
 from wechat_avatar.errors import TrainingError
 from wechat_avatar.models.load import RUN_FILE, TINY, fingerprint, load_base, resolve
 from wechat_avatar.train.data import IGNORE, dataset_hash, encode_conversation, read_split
+from wechat_avatar.train.loss import ReplyLossTrainer
 from wechat_avatar.train.packing import PackedCollator, pack
 
 Progress = Callable[[str, int | None], Callable[..., None]]
@@ -90,15 +93,13 @@ class SFTRecipe:
         gpu = torch.cuda.is_available()
         # the training arguments come before the model: under `accelerate launch` with ZeRO-3 they set up
         # the process group, so the model loads straight into shards
-        self.args = SFTConfig(
+        self.args = TrainingArguments(
             output_dir=str(self.checkpoints), seed=s.seed, data_seed=s.seed,
             per_device_train_batch_size=s.batch_size, gradient_accumulation_steps=s.grad_accum,
             per_device_eval_batch_size=s.batch_size, learning_rate=s.learning_rate, lr_scheduler_type=s.lr_scheduler,
             warmup_steps=s.warmup_ratio, weight_decay=s.weight_decay, max_grad_norm=s.max_grad_norm,
             num_train_epochs=s.epochs, max_steps=s.max_steps or -1,
-            # packed and cut to max_length here already; TRL must not prepare the data again
-            max_length=s.max_length, packing=False, dataset_kwargs={"skip_prepare_dataset": True},
-            remove_unused_columns=False,
+            remove_unused_columns=False, prediction_loss_only=True,
             # without packing, batch samples of similar length so little is spent on padding
             train_sampling_strategy="random" if s.packing else "group_by_length",
             logging_steps=s.logging_steps, save_steps=s.save_steps, save_total_limit=s.save_total_limit,
@@ -134,13 +135,15 @@ class SFTRecipe:
     def train(self) -> dict[str, Any]:
         if not self.resume and self.checkpoints.exists():
             shutil.rmtree(self.checkpoints)  # a fresh run must not pick up another run's checkpoints
-        # SFTTrainer initialises the LoRA weights before Trainer seeds anything: seed first
-        set_seed(self.cfg.sft.seed)
-        trainer = SFTTrainer(model=self.model, args=self.args, train_dataset=self.train_set,
-                             eval_dataset=self.eval_set if len(self.eval_set) else None,
-                             processing_class=self.tokenizer, peft_config=self.lora,
-                             data_collator=PackedCollator(self.tokenizer.pad_token_id),
-                             callbacks=[ReportCallback(self.progress, self.log)])  # fmt: skip
+        set_seed(self.cfg.sft.seed)  # the LoRA weights' initialisation
+        if self.cfg.model.load_in_4bit:
+            self.model = prepare_model_for_kbit_training(self.model, use_gradient_checkpointing=True)
+        model = get_peft_model(self.model, self.lora)
+        trainer = ReplyLossTrainer(model=model, args=self.args, train_dataset=self.train_set,
+                                   eval_dataset=self.eval_set if len(self.eval_set) else None,
+                                   processing_class=self.tokenizer,
+                                   data_collator=PackedCollator(self.tokenizer.pad_token_id),
+                                   callbacks=[ReportCallback(self.progress, self.log)])  # fmt: skip
         trainer.remove_callback(PrinterCallback)  # our ReportCallback logs instead of raw dicts
         self.trainer = trainer
         before = self._eval_loss()
@@ -235,6 +238,8 @@ class ReportCallback(TrainerCallback):
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if not logs or "loss" not in logs:
             return
+        if self.advance:
+            self.advance(0, description=f"sft  loss {logs['loss']:.4f}")
         rate = (time.perf_counter() - self.started) / max(state.global_step - self.first, 1)
         eta = int(rate * (state.max_steps - state.global_step))
         self.log(f"step {state.global_step}/{state.max_steps}  loss {logs['loss']:.4f}  "
