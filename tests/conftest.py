@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -133,8 +134,6 @@ def dataset_workspace(export: Any, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture(scope="session")
 def tiny_workspace(dataset_workspace: Path, tiny_config: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """chat.db, the dataset, the tiny model and a 6-step SFT adapter in adapters/sft (copy before writing)."""
-    import shutil
-
     from wechat_avatar.config import load_config
     from wechat_avatar.train.sft import run_sft
 

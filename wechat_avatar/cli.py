@@ -314,11 +314,8 @@ AdapterOpt = Annotated[
 
 
 def _quiet_ml() -> None:
-    """Library chatter (TRL's flash-attention advice among it) is noise at a terminal; debug shows it."""
+    """Library chatter (loading bars, deprecation notices) is noise at a terminal; debug shows it."""
     if not os.environ.get("WECHAT_AVATAR_DEBUG"):
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
         warnings.filterwarnings("ignore", category=FutureWarning)  # deprecations inside transformers itself
         from transformers.utils import logging
 
@@ -338,9 +335,13 @@ def eval_(
         list[str] | None,
         typer.Option(help="Also score: an adapter folder, `base`, or an earlier eval folder (read, not rerun)."),
     ] = None,
-    samples: Annotated[int, typer.Option(min=1, help="Held-out samples scored (the same seeded subset).")] = 200,
+    samples: Annotated[
+        int | None, typer.Option(min=1, help="Held-out samples scored, the same seeded subset (default: eval.samples).")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Output folder WORKSPACE/eval/NAME (default: the runs).")] = None,
-    max_new_tokens: Annotated[int, typer.Option(min=1, max=2048, help="Longest generated reply, in tokens.")] = 48,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(min=1, max=2048, help="Longest generated reply (default: eval.max_new_tokens).")
+    ] = None,
 ) -> None:
     """Score replies on the held-out split: perplexity, BLEU/ROUGE, distinct, style, civility, privacy.
 
@@ -351,7 +352,7 @@ def eval_(
 
     cfg = _config(config, preset)
     _quiet_ml()
-    options = EvalOptions(samples=samples, max_new_tokens=max_new_tokens)
+    options = EvalOptions(samples=samples or cfg.eval.samples, max_new_tokens=max_new_tokens or cfg.eval.max_new_tokens)
     with _progress() as progress:
         result = evaluate(workspace, cfg, adapter, compare or [], options, name=name, progress=progress)
     headers, rows = summary_by_metric(result.metrics)

@@ -253,11 +253,13 @@ class SFTConfig(Section):
 
 
 class EvalConfig(Section):
-    """Held-out evaluation as `wechat-avatar run` does it (`wechat-avatar eval` takes flags)."""
+    """Held-out evaluation (`wechat-avatar eval`, whose flags override these, and `run`)."""
 
     samples: int = Field(100, ge=1, description="Held-out samples scored (the same seeded subset for every run).")
     max_new_tokens: int = Field(48, ge=1, le=2048, description="Longest generated reply, in tokens.")
-    compare_base: bool = Field(True, description="Also score the base model without the adapter, side by side.")
+    compare_base: bool = Field(
+        True, description="`run` also scores the base model without the adapter, side by side (eval: --compare base)."
+    )
 
 
 PRESETS_DIR = Path(__file__).parent / "presets"

@@ -12,8 +12,6 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-IGNORE = -100  # the label that carries no loss (Hugging Face's convention)
-
 
 def reply_perplexity(
     model: Any,
@@ -28,33 +26,26 @@ def reply_perplexity(
 
     A conversation longer than max_length tokens loses its start (as in training), never the reply."""
     import torch
-    import torch.nn.functional as F
 
-    from wechat_avatar.train.data import encode_conversation
+    from wechat_avatar.train.data import IGNORE, encode_conversation
+    from wechat_avatar.train.loss import reply_loss
+    from wechat_avatar.train.packing import PackedCollator
 
     encoded = [encode_conversation(tokenizer, list(messages), max_length, loss_on="last") for messages in conversations]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    # the training collator and loss: the same padding, masking and reply-only logits as the loss trained on
+    collate = PackedCollator(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
     # similar lengths in a batch: less padding to run through the model
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
     total, count = 0.0, 0
     device = next(model.parameters()).device
     for start in range(0, len(order), batch_size):
-        batch = [encoded[i] for i in order[start : start + batch_size]]
-        width = max(len(ids) for ids, _ in batch)
-        ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch], device=device)
-        labels = torch.tensor([lab + [IGNORE] * (width - len(lab)) for _, lab in batch], device=device)
-        mask = torch.tensor([[1] * len(ids_) + [0] * (width - len(ids_)) for ids_, _ in batch], device=device)
+        rows = [{"input_ids": encoded[i][0], "labels": encoded[i][1]} for i in order[start : start + batch_size]]
+        inputs = {key: value.to(device) for key, value in collate(rows).items()}
         with torch.no_grad():
-            logits = model(input_ids=ids, attention_mask=mask).logits
-        # position t predicts token t + 1
-        shifted = labels[:, 1:]
-        loss = F.cross_entropy(
-            logits[:, :-1].flatten(0, 1).float(), shifted.flatten(), ignore_index=IGNORE, reduction="sum"
-        )
-        total += float(loss)
-        count += int((shifted != IGNORE).sum())
+            total += float(reply_loss(model, inputs, 1))  # num_items 1: the sum over reply tokens
+        count += int((inputs["labels"][:, 1:] != IGNORE).sum())
         if advance:
-            advance(len(batch))
+            advance(len(rows))
     if not count:  # nothing to score (every reply cut off): None, as JSON has no NaN
         return {"perplexity": None, "nll": None, "tokens": 0}
     nll = total / count

@@ -16,6 +16,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from wechat_avatar.config import TinyModelConfig
 from wechat_avatar.models.load import tiny_dir
@@ -24,19 +25,15 @@ from wechat_avatar.train.data import dataset_hash, read_split
 Progress = Callable[[str, int | None], Callable[[int], None]]
 
 
-def _corpus(workspace: Path) -> list[list[dict[str, str]]]:
-    return read_split(workspace, "train")
-
-
-def _token_stream(tokenizer: object, conversations: list[list[dict[str, str]]]) -> list[int]:
+def _token_stream(tokenizer: Any, conversations: list[list[dict[str, str]]]) -> list[int]:
     """Every training conversation as ChatML text, end to end (distinct windows repeat context)."""
     seen: set[str] = set()
     stream: list[int] = []
     for conversation in conversations:
-        text = tokenizer.apply_chat_template(conversation, tokenize=False)  # type: ignore[attr-defined]
+        text = tokenizer.apply_chat_template(conversation, tokenize=False)
         if text not in seen:
             seen.add(text)
-            stream += tokenizer(text, add_special_tokens=False)["input_ids"]  # type: ignore[operator]
+            stream += tokenizer(text, add_special_tokens=False)["input_ids"]
     return stream
 
 
@@ -47,7 +44,7 @@ def build_tiny(workspace: Path, cfg: TinyModelConfig, progress: Progress | None 
 
     from wechat_avatar.models import qwen_tokenizer
 
-    conversations = _corpus(workspace)
+    conversations = read_split(workspace, "train")
     texts = [m["content"] for c in conversations for m in c]
     tokenizer = qwen_tokenizer.trimmed(texts) if cfg.vocab == "trimmed" else qwen_tokenizer.full()
     torch.manual_seed(cfg.seed)

@@ -87,7 +87,7 @@ class SFTRecipe:
 
     def setup(self) -> None:
         s = self.cfg.sft
-        self.train_conversations = read_split(self.workspace, "train")
+        conversations = read_split(self.workspace, "train")
         test = read_split(self.workspace, "test")
         self.source = self._base()
         gpu = torch.cuda.is_available()
@@ -110,7 +110,7 @@ class SFTRecipe:
         self.model, self.tokenizer = load_base(self.source, self.cfg.model)
         # without a KV cache: with one, transformers skips the block mask that keeps packed samples apart
         self.model.config.use_cache = False
-        train = encode_split(self.tokenizer, self.train_conversations, s.max_length, s.loss_on)
+        train = encode_split(self.tokenizer, conversations, s.max_length, s.loss_on)
         if not train["input_ids"]:
             raise TrainingError(f"no sample keeps any reply within max_length={s.max_length} tokens",
                                 hint="raise sft.max_length")  # fmt: skip
