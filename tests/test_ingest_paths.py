@@ -18,7 +18,8 @@ from wechat_avatar.render import render
 from wechat_avatar.sources import pc3
 from wechat_avatar.sources.base import BadRecord, Hints
 from wechat_avatar.sources.detect import open_sources
-from wechat_avatar.store import Store, message_row
+from wechat_avatar.staging import message_row
+from wechat_avatar.store import Store
 
 TABLES = {"messages": "id", "merges": "rowid", "chats": "id", "contacts": "wxid", "members": "chat_id, wxid"}
 

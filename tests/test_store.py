@@ -10,7 +10,8 @@ import pytest
 from wechat_avatar.canonical import Account, Contact, ContactKind, Member, Message
 from wechat_avatar.errors import UsageError, WorkspaceError
 from wechat_avatar.render import Rendered
-from wechat_avatar.store import _MESSAGE_COLUMNS, MIGRATIONS, Store, merge_key, message_row
+from wechat_avatar.staging import MESSAGE_COLUMNS, merge_key, message_row
+from wechat_avatar.store import MIGRATIONS, Store
 
 
 def msg(i: int, chat: str = "wxid_hu", sender: str = "wxid_hu", text: str = "hi") -> tuple[Message, Rendered]:
@@ -34,7 +35,7 @@ def test_a_store_of_schema_2_keeps_every_row_through_migration_3(tmp_path: Path)
         old.execute("INSERT INTO schema_migrations VALUES (?, ?, '')", (version, name))
     old.execute("INSERT INTO chats VALUES ('wxid_hu', 'private')")
     rows = [row("android:me", "1", "好", 100, 11), row("android:me", "2", "在吗", 101)]
-    old.executemany(f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 17)})", rows)
+    old.executemany(f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 17)})", rows)
     old.execute("INSERT INTO merges VALUES ('pc3:me', 'MSG0:1', 1, 'server_id')")
     before = old.execute("SELECT * FROM messages ORDER BY id").fetchall()
     old.close()
@@ -43,7 +44,7 @@ def test_a_store_of_schema_2_keeps_every_row_through_migration_3(tmp_path: Path)
         assert store.conn.execute("SELECT text FROM message_view ORDER BY id").fetchall() == [("好",), ("在吗",)]
         assert not store.conn.execute("PRAGMA foreign_key_check").fetchall()
         with pytest.raises(sqlite3.IntegrityError):  # (source, source_id) is still unique
-            store.conn.execute(f"INSERT INTO messages ({_MESSAGE_COLUMNS}) SELECT {_MESSAGE_COLUMNS} FROM messages")
+            store.conn.execute(f"INSERT INTO messages ({MESSAGE_COLUMNS}) SELECT {MESSAGE_COLUMNS} FROM messages")
         assert store.writer("pc3:me").write([row("pc3:me", "MSG0:1", "好", 100, 11)]) == (0, 0)
 
 

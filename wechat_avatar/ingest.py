@@ -5,7 +5,7 @@ leaves half a history behind or touches what earlier ingests wrote.
 
 A big ingest is a pipeline: worker processes read a share of the input (a source's
 `chunks()`, e.g. one CSV file; else a batch of raw rows this process read), map and render
-it, and stage the rows as a small SQLite image (`store.staged`); this process loads each
+it, and stage the rows as a small SQLite image (`staging.staged`); this process loads each
 image in input order and moves it into chat.db with set-based SQL, binding no value of its
 own, so it keeps up with the workers; threads could not overlap the work (the GIL). Small
 inputs skip the workers, whose start-up would cost more than they save.
@@ -14,6 +14,7 @@ inputs skip the workers, whose start-up would cost more than they save.
 from __future__ import annotations
 
 import multiprocessing
+import sys
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -27,11 +28,18 @@ from wechat_avatar.config import AvatarConfig, RenderConfig
 from wechat_avatar.render import Rendered, render
 from wechat_avatar.sources.base import Chunk, Hints, RowMapper, Source, map_rows
 from wechat_avatar.sources.detect import open_sources
-from wechat_avatar.store import Store, message_row, staged
+from wechat_avatar.staging import Prepared, message_row, staged
+from wechat_avatar.store import Store
 
 T = TypeVar("T")
 Task = list[Sequence[Any]] | Chunk  # raw rows read here, or a share of the input a worker reads itself
 PARALLEL_MIN_MESSAGES = 20_000  # below this, starting a worker costs more than it saves
+# fork where the OS has it: workers start at once, every module already imported (spawned
+# ones import them all again, 0.3 s each before the first batch, on the same two cores).
+# Safe here: a worker only maps its task; it never touches the parent's SQLite handles (an
+# open transaction) and leaves through os._exit, closing nothing of them; it prints nothing,
+# so the progress bar's thread cannot hold a lock a worker waits for.
+START_METHOD = "fork" if sys.platform == "linux" else "spawn"
 
 # Given a description and a total (None if unknown), returns the function to call with advances.
 ProgressHook = Callable[[str, int | None], Callable[[int], None]]
@@ -44,22 +52,10 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield chunk
 
 
-@dataclass
-class Prepared:
-    """One batch, mapped, rendered and staged (`store.staged`), plus what the report counts."""
-
-    image: bytes
-    ids: list[str]  # the rows' source ids, in order
-    keys: list[int]  # their merge keys
-    skipped: Counter[str]
-    repaired: Counter[str]
-    categories: Counter[str]
-    statuses: Counter[str]
-    notes: Counter[str] = field(default_factory=Counter)  # from a chunk's reader: note template -> count
-
-
 def prepare(task: Task, mapper: RowMapper, cfg: RenderConfig) -> Prepared:
     """Read (if a chunk), map, render and stage one batch (runs in a worker process for big inputs)."""
+    if not isinstance(task, list) and hasattr(task, "stage") and (done := task.stage(cfg)) is not None:
+        return done  # the chunk mapped itself set-based
     raw, unread, notes = (task, Counter(), Counter()) if isinstance(task, list) else task.read()
     messages, skipped, repaired = map_rows(raw, mapper)
     rendered = render_all(messages, cfg)
@@ -105,8 +101,7 @@ def prepared_batches(source: Source, cfg: AvatarConfig, parallel: bool) -> Itera
             yield prepare(task, mapper, cfg.render)
         return
     workers = cfg.ingest.render_workers
-    # spawn, not fork: the parent holds open SQLite handles and may run threads
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(START_METHOD)) as pool:
         pending: deque[tuple[Task, Future[Prepared] | None]] = deque()
         for task in todo:
             pending.append((task, _submit(pool, task, mapper, cfg.render)))

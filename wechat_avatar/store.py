@@ -8,7 +8,7 @@ The same history read from two sources (the phone and the PC) is stored once: a 
 that another source already holds, matched on the server message id where both have one,
 else on its merge key (see `merge_key`), is not inserted but recorded in `merges`.
 
-Rows arrive as a batch staged in a small in-memory SQLite image (`staged`), which a worker
+Rows arrive as a batch staged in a small in-memory SQLite image (`staging.staged`), which a worker
 process builds; the store loads it as the attached schema `stage` and moves it into
 `messages` with one set-based INSERT … SELECT, merging in SQL. Python never touches a row
 here: at a million messages, binding every value in this process cost more than the rest
@@ -18,18 +18,17 @@ of the ingest.
 from __future__ import annotations
 
 import sqlite3
-import struct
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from hashlib import blake2b
 from pathlib import Path
 from typing import Any
 
 from wechat_avatar.canonical import Account, Contact, Member, Message
 from wechat_avatar.errors import UsageError, WorkspaceError
 from wechat_avatar.render import Rendered
+from wechat_avatar.staging import KEY, MESSAGE_COLUMNS, SOURCE_ID, hash64, message_row, staged
 
 STORE_NAME = "chat.db"
 
@@ -170,22 +169,11 @@ MERGE_INDEXES = (
     "CREATE INDEX IF NOT EXISTS messages_merge_key ON messages (merge_key)",
 )
 
-# Message's fields minus its sub_type, then Rendered's (whose sub_type is the corrected one),
-# then the merge key: rows are built by slicing the two NamedTuples, which matters at a
-# million messages.
-_MESSAGE_COLUMNS = (
-    "source, source_id, chat_id, sender, is_self, ts_ms, base_type, content, source_type, server_id, "
-    "text, category, render_status, sub_type, quote, render_note, merge_key"
-)
-_SOURCE_ID, _KEY = 1, 16  # positions in a row
-# A batch: one table, rowid = input order, no index (built and read once).
-_STAGE_TABLE = f"CREATE TABLE rows ({_MESSAGE_COLUMNS})"
-_STAGE_ROW = f"INSERT INTO rows VALUES ({', '.join('?' * 17)})"
 _INSERT_CHATS = """
 INSERT OR IGNORE INTO chats (id, kind)
 SELECT DISTINCT chat_id, CASE WHEN substr(chat_id, -9) = '@chatroom' THEN 'group' ELSE 'private' END FROM stage.rows
 """
-_APPEND_MESSAGES = f"INSERT INTO messages ({_MESSAGE_COLUMNS}) SELECT {_MESSAGE_COLUMNS} FROM stage.rows ORDER BY rowid"
+_APPEND_MESSAGES = f"INSERT INTO messages ({MESSAGE_COLUMNS}) SELECT {MESSAGE_COLUMNS} FROM stage.rows ORDER BY rowid"
 _INSERT_MESSAGES = f"{_APPEND_MESSAGES} ON CONFLICT (source, source_id) DO NOTHING"
 _UPSERT_CONTACT = """
 INSERT INTO contacts (wxid, alias, remark, nickname, kind) VALUES (?, ?, ?, ?, ?)
@@ -200,44 +188,6 @@ INSERT INTO members (chat_id, wxid, display_name) VALUES (?, ?, ?)
 ON CONFLICT (chat_id, wxid) DO UPDATE SET
     display_name = COALESCE(NULLIF(excluded.display_name, ''), display_name)
 """
-
-
-def merge_key(msg: Message) -> int:
-    """What identifies a message when no server id does: chat, sender, the whole second, and
-    for text the words typed (whitespace folded). Other kinds match on the rest alone, since
-    exports keep only a rendering of them. A signed 64-bit hash, so it fits an INTEGER column.
-
-    `SourceWriter` tells apart repeats inside one source (two "好" in the same second).
-    """
-    chat, sender, ts, base, content = msg[2], msg[3], msg[5], msg[6], msg[8]  # by position: it runs 1M times
-    if base == 1:
-        return _hash64(f"{chat}\x1f{sender}\x1f{ts // 1000}\x1fTrue\x1f{' '.join(content.split())}")
-    return _hash64(f"{chat}\x1f{sender}\x1f{ts // 1000}\x1fFalse\x1f")
-
-
-def _hash64(data: str) -> int:
-    return _INT64.unpack(blake2b(data.encode("utf-8", "surrogatepass"), digest_size=8).digest())[0]
-
-
-_INT64 = struct.Struct(">q")  # big-endian signed: what int.from_bytes(…, "big", signed=True) gives
-
-
-def message_row(msg: Message, rendered: Rendered) -> tuple[Any, ...]:
-    """The INSERT parameters for one message, in _MESSAGE_COLUMNS order (slices: it runs 1M times)."""
-    return msg[:7] + msg[8:] + rendered + (merge_key(msg),)
-
-
-def staged(rows: Iterable[tuple[Any, ...]]) -> bytes:
-    """Rows built by `message_row`, as the image of an in-memory SQLite database holding one
-    table `rows` in input order: what a worker process hands to `Store.insert_staged`."""
-    conn = sqlite3.connect(":memory:")
-    try:
-        conn.execute(_STAGE_TABLE)
-        conn.executemany(_STAGE_ROW, rows)
-        conn.commit()
-        return conn.serialize()
-    finally:
-        conn.close()
 
 
 class Store:
@@ -368,8 +318,24 @@ class Store:
             yield
         finally:
             self._loaded = None
-        self.conn.execute(SOURCE_ID_INDEX)
-        self.conn.execute(CHAT_TIME_INDEX)
+        self.build_indexes(SOURCE_ID_INDEX, CHAT_TIME_INDEX)
+
+    def build_indexes(self, *sqls: str) -> None:
+        """CREATE INDEX over many rows, sorted in small runs on two threads.
+
+        SQLite's sorter sorts runs of `cache_size` in worker threads (PRAGMA threads) and
+        merges them: with 1 MiB runs instead of the 128 MiB cache, a 1M-row index is built in
+        0.65 s instead of 1.5 s (runs that fit the CPU caches, two cores sorting at once).
+        """
+        cache = self.conn.execute("PRAGMA cache_size").fetchone()[0]
+        self.conn.execute("PRAGMA threads = 2")
+        self.conn.execute("PRAGMA cache_size = -1024")
+        try:
+            for sql in sqls:
+                self.conn.execute(sql)
+        finally:
+            self.conn.execute(f"PRAGMA cache_size = {int(cache)}")
+            self.conn.execute("PRAGMA threads = 0")
 
     def insert_messages(self, batch: list[tuple[Message, Rendered]]) -> int:
         """Insert a batch, skipping ones already stored; returns how many were new."""
@@ -378,7 +344,7 @@ class Store:
     def insert_rows(self, rows: list[tuple[Any, ...]]) -> int:
         """Insert rows built by `message_row`, no merging; returns how many were new."""
         self.load_stage(staged(rows))
-        return self.insert_staged([row[_SOURCE_ID] for row in rows])
+        return self.insert_staged([row[SOURCE_ID] for row in rows])
 
     def load_stage(self, image: bytes) -> None:
         """Make a batch from `staged` the `stage` schema (replacing the last one)."""
@@ -398,9 +364,7 @@ class Store:
         """In a bulk load (one source, no source-id index yet), drop staged rows whose source id
         came before: the first is kept, as ON CONFLICT DO NOTHING would."""
         assert self._loaded is not None
-        fresh = set(ids)
-        if len(fresh) == len(ids) and self._loaded.isdisjoint(fresh):  # the usual batch
-            self._loaded |= fresh
+        if _add_if_new(self._loaded, ids):  # the usual batch
             return
         repeats = []
         for rowid, sid in enumerate(ids, start=1):
@@ -474,14 +438,13 @@ class SourceWriter:
         others = self.conn.execute("SELECT 1 FROM messages WHERE source < ?1 OR source > ?1 LIMIT 1", (source,))
         self.merging = others.fetchone() is not None
         if self.merging:
-            for sql in MERGE_INDEXES:  # built once, the first time a second source arrives
-                self.conn.execute(sql)
+            store.build_indexes(*MERGE_INDEXES)  # built once, the first time a second source arrives
             for sql in _MERGE_TABLES:
                 self.conn.execute(sql)
 
     def write(self, rows: list[tuple[Any, ...]]) -> tuple[int, int]:
         """Insert rows built by `message_row`; returns (added, merged). The rest were already stored."""
-        return self.write_staged(staged(rows), [row[_SOURCE_ID] for row in rows], [row[_KEY] for row in rows])
+        return self.write_staged(staged(rows), [row[SOURCE_ID] for row in rows], [row[KEY] for row in rows])
 
     def write_staged(self, image: bytes, ids: list[str], keys: list[int]) -> tuple[int, int]:
         """Insert a batch from `staged` whose rows have these source ids and merge keys;
@@ -492,6 +455,8 @@ class SourceWriter:
         return self.store.insert_staged(ids), merged
 
     def _number(self, keys: list[int]) -> None:
+        if _add_if_new(self._seen, keys):  # the usual batch
+            return
         fresh = set(keys)
         earlier = fresh & self._seen  # keys an earlier batch already used
         repeated = earlier if len(fresh) == len(keys) else earlier | {k for k, n in Counter(keys).items() if n > 1}
@@ -507,7 +472,7 @@ class SourceWriter:
                 continue
             n = self._repeats.get(key, 1)
             self._repeats[key] = n + 1
-            renumbered.append((_hash64(f"{key}#{n}"), i + 1))  # rowid = position + 1
+            renumbered.append((hash64(f"{key}#{n}"), i + 1))  # rowid = position + 1
         self.conn.executemany("UPDATE stage.rows SET merge_key = ? WHERE rowid = ?", renumbered)
 
     def _merge(self) -> int:
@@ -553,6 +518,19 @@ _MERGE_STEPS = (
     "INSERT INTO temp.claimed SELECT twin FROM temp.merged",
     "DELETE FROM stage.rows WHERE rowid IN (SELECT seq FROM temp.merged)",
 )
+
+
+def _add_if_new(seen: set[Any], items: list[Any]) -> bool:
+    """Add items to seen if none is there yet and none repeats; else leave seen as it was and
+    return False. Two passes over a batch, no set of its own: this runs for every batch."""
+    if not seen.isdisjoint(items):
+        return False
+    before = len(seen)
+    seen.update(items)
+    if len(seen) - before == len(items):
+        return True
+    seen.difference_update(items)  # they were all new: this restores seen
+    return False
 
 
 def _now() -> str:

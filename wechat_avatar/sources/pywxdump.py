@@ -34,10 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from wechat_avatar.canonical import Account, Contact, ContactKind, Member, Message, contact_kind
+from wechat_avatar.config import RenderConfig
 from wechat_avatar.errors import SourceFormatError, UsageError
 from wechat_avatar.sources import rebuild
 from wechat_avatar.sources.base import BadRecord, ChunkRows, Hints, RowMapper
 from wechat_avatar.sources.textfile import CsvFile, common_folder, count_lines, local_ms
+from wechat_avatar.staging import Prepared
 
 COLUMNS = ("id", "MsgSvrID", "type_name", "is_sender", "talker", "room_name", "msg", "src", "CreateTime")
 SYSTEM_TYPES = frozenset({10000, 10002})
@@ -128,6 +130,7 @@ class PyWxDumpExport:
         self.skipped: Counter[str] = Counter()
         self.notes: list[str] = []
         self._csv: list[CsvFile] = []
+        self._count: int | None = None
         self.users: dict[str, dict[str, Any]] = {}
         for path in users:
             self.users.update(_load_json(path) or {})
@@ -166,7 +169,9 @@ class PyWxDumpExport:
         return iter(())  # users.json does not say who is in which group
 
     def count(self) -> int:
-        return sum(count_lines(p) if p.suffix == ".csv" else _json_count(p) for p in self.files)
+        if self._count is None:  # asked more than once; reading every file to count is not free
+            self._count = sum(count_lines(p) if p.suffix == ".csv" else _json_count(p) for p in self.files)
+        return self._count
 
     def _raw(self) -> Iterator[Sequence[Any]]:
         for path in self.files:
@@ -184,7 +189,9 @@ class PyWxDumpExport:
             self.notes.append(GBK_NOTE.format(gbk))
 
     def chunks(self) -> list[ExportFile]:
-        return [ExportFile(path) for path in self.files]
+        from wechat_avatar.sources import pywxdump_stage  # noqa: F401  here, so forked workers have it
+
+        return [ExportFile(path, self.source_key, self.self_wxid, self.tz) for path in self.files]
 
     def row_mapper(self) -> RowMapper:
         return partial(message_from_row, source=self.source_key, self_wxid=self.self_wxid, tz=self.tz)
@@ -198,6 +205,15 @@ class ExportFile:
     """One message file, read whole in a worker process (a Chunk): the same rows as `rows()`."""
 
     path: Path
+    source: str
+    self_wxid: str
+    tz: str
+
+    def stage(self, cfg: RenderConfig) -> Prepared | None:
+        """The file mapped column-wise in Arrow where it can be (see pywxdump_stage)."""
+        from wechat_avatar.sources.pywxdump_stage import stage_file  # it imports this module
+
+        return stage_file(self.path, self.source, self.self_wxid, self.tz, cfg)
 
     def read(self) -> ChunkRows:
         tables: list[CsvFile] = []
