@@ -189,12 +189,12 @@ def test_parallel_ingest_stores_exactly_what_serial_ingest_does(export: Any, tmp
     assert rows(tmp_path / "parallel") == rows(tmp_path / "serial")
 
 
-def test_a_batch_whose_worker_died_is_prepared_here(export: Any) -> None:
+def test_a_batch_whose_worker_died_is_prepared_here(export: Any, tmp_path: Path) -> None:
     from wechat_avatar.config import RenderConfig
     from wechat_avatar.ingest import _collect, prepare
     from wechat_avatar.sources.android_csv import AndroidCsv
 
     source = AndroidCsv(export.csv_dir)
     batch = list(source.rows())[:50]
-    local = _collect(batch, None, source.row_mapper(), RenderConfig())
-    assert local == prepare(batch, source.row_mapper(), RenderConfig()) and len(local.keys) == 50
+    local = _collect(batch, None, source.row_mapper(), RenderConfig(), tmp_path)
+    assert local == prepare(batch, source.row_mapper(), RenderConfig(), tmp_path) and len(local.keys) == 50

@@ -13,8 +13,8 @@ import pytest
 
 from wechat_avatar.config import RenderConfig
 from wechat_avatar.ingest import prepare
-from wechat_avatar.sources.pywxdump import COLUMNS, ExportFile, message_from_row
-from wechat_avatar.sources.pywxdump_stage import WHITESPACE, stage_file
+from wechat_avatar.sources.pywxdump import COLUMNS, ExportFiles, message_from_row
+from wechat_avatar.sources.pywxdump_stage import WHITESPACE, stage_files
 from wechat_avatar.staging import Prepared
 
 SOURCE, SELF, TZ = "pywxdump:wxid_me", "wxid_me", "Asia/Shanghai"
@@ -27,21 +27,22 @@ PLACE = "纬度:【31.2】 经度:【121.5】\n位置：外滩 上海市黄浦�
 class RowWay:
     """The same file without a stage method: what the ingest reads when staging is not offered."""
 
-    def __init__(self, path: Path) -> None:
-        self.chunk = ExportFile(path, SOURCE, SELF, TZ)
+    def __init__(self, *paths: Path) -> None:
+        self.chunk = ExportFiles(paths, SOURCE, SELF, TZ)
 
     def read(self) -> Any:
         return self.chunk.read()
 
 
-def both_ways(path: Path, cfg: RenderConfig) -> tuple[Prepared | None, Prepared]:
+def both_ways(cfg: RenderConfig, *paths: Path) -> tuple[Prepared | None, Prepared]:
     mapper = partial(message_from_row, source=SOURCE, self_wxid=SELF, tz=TZ)
-    return stage_file(path, SOURCE, SELF, TZ, cfg), prepare(RowWay(path), mapper, cfg)
+    scratch = paths[0].parent
+    return stage_files(paths, SOURCE, SELF, TZ, cfg, scratch), prepare(RowWay(*paths), mapper, cfg, scratch)
 
 
-def staged_rows(image: bytes) -> list[tuple[Any, ...]]:
+def staged_rows(image: bytes | Path) -> list[tuple[Any, ...]]:
     conn = sqlite3.connect(":memory:")
-    conn.deserialize(image)
+    conn.deserialize(image if isinstance(image, bytes) else image.read_bytes())
     # typeof too: 1 and '1' compare equal in Python but not in SQL
     return conn.execute("SELECT rowid, *, typeof(is_self), typeof(server_id) FROM rows ORDER BY rowid").fetchall()
 
@@ -90,7 +91,7 @@ ODD_ROWS = [
 @pytest.mark.parametrize("drop_text", [False, True])
 def test_odd_rows_are_staged_as_the_row_way_stages_them(tmp_path: Path, drop_text: bool) -> None:
     cfg = RenderConfig(max_chars=16, drop=["text"] if drop_text else [])
-    fast, rows = both_ways(write_csv(tmp_path / "wxid_a_0_43.csv", ODD_ROWS), cfg)
+    fast, rows = both_ways(cfg, write_csv(tmp_path / "wxid_a_0_43.csv", ODD_ROWS))
     assert_same(fast, rows)
     assert rows.skipped["no room_name"] == 1 and rows.skipped["unreadable time"] >= 2  # the odd rows really are odd
 
@@ -98,14 +99,15 @@ def test_odd_rows_are_staged_as_the_row_way_stages_them(tmp_path: Path, drop_tex
 def test_columns_in_another_order_with_extras(tmp_path: Path) -> None:
     header = ("extra", *reversed(COLUMNS))
     rows = [("x", *reversed(r)) for r in ODD_ROWS]
-    assert_same(*both_ways(write_csv(tmp_path / "wxid_a_0_43.csv", rows, header), RenderConfig()))
+    assert_same(*both_ways(RenderConfig(), write_csv(tmp_path / "wxid_a_0_43.csv", rows, header)))
 
 
-def test_every_synthetic_file_is_staged_as_the_row_way_stages_it(formats: dict[str, Any]) -> None:
+def test_the_synthetic_export_is_staged_as_the_row_way_stages_it(formats: dict[str, Any]) -> None:
     files = sorted(Path(formats["pywxdump"].path).rglob("*.csv"))
     assert len(files) > 5
-    for path in files:
-        assert_same(*both_ways(path, RenderConfig()))
+    for path in files:  # each file alone, then all in one task
+        assert_same(*both_ways(RenderConfig(), path))
+    assert_same(*both_ways(RenderConfig(), *files))
 
 
 @pytest.mark.parametrize(
@@ -120,7 +122,7 @@ def test_every_synthetic_file_is_staged_as_the_row_way_stages_it(formats: dict[s
 def test_files_the_csv_module_reads_otherwise_go_the_row_way(tmp_path: Path, content: str) -> None:
     path = tmp_path / "a_0_1.csv"
     path.write_text(content, encoding="utf-8")
-    assert stage_file(path, SOURCE, SELF, TZ, RenderConfig()) is None
+    assert stage_files([path], SOURCE, SELF, TZ, RenderConfig(), tmp_path) is None
 
 
 def test_gbk_and_json_files_go_the_row_way(tmp_path: Path) -> None:
@@ -128,8 +130,9 @@ def test_gbk_and_json_files_go_the_row_way(tmp_path: Path) -> None:
     gbk.write_bytes(",".join(COLUMNS).encode() + "\n1,2,文本,0,a,a,你好,,2023-06-21 23:07:25\n".encode("gbk"))
     json_file = tmp_path / "a_0_2.json"
     json_file.write_text("[]", encoding="utf-8")
-    assert stage_file(gbk, SOURCE, SELF, TZ, RenderConfig()) is None
-    assert stage_file(json_file, SOURCE, SELF, TZ, RenderConfig()) is None
+    good = write_csv(tmp_path / "wxid_a_0_1.csv", [row(1)])
+    for files in ([gbk], [json_file], [good, gbk]):  # one file the row way: the whole task
+        assert stage_files(files, SOURCE, SELF, TZ, RenderConfig(), tmp_path) is None
 
 
 def test_the_whitespace_list_is_what_str_split_splits_on() -> None:

@@ -27,7 +27,7 @@ def test_schema_is_migrated_once_and_recorded(tmp_path: Path) -> None:
     assert rows == [(v, n) for v, n, _ in MIGRATIONS]
 
 
-def test_a_store_of_schema_2_keeps_every_row_through_migration_3(tmp_path: Path) -> None:
+def test_a_store_of_schema_2_keeps_every_row_through_migrations_3_and_4(tmp_path: Path) -> None:
     old = sqlite3.connect(tmp_path / "chat.db", isolation_level=None)
     old.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT)")
     for version, name, sql in MIGRATIONS[:2]:
@@ -45,6 +45,9 @@ def test_a_store_of_schema_2_keeps_every_row_through_migration_3(tmp_path: Path)
         assert not store.conn.execute("PRAGMA foreign_key_check").fetchall()
         with pytest.raises(sqlite3.IntegrityError):  # (source, source_id) is still unique
             store.conn.execute(f"INSERT INTO messages ({MESSAGE_COLUMNS}) SELECT {MESSAGE_COLUMNS} FROM messages")
+        index = store.conn.execute("PRAGMA index_info(messages_source_id)").fetchall()
+        assert [name for _, _, name in index] == ["source_id", "source"]
+        assert store.conn.execute("SELECT source FROM sources").fetchall() == [("android:me",)]
         assert store.writer("pc3:me").write([row("pc3:me", "MSG0:1", "好", 100, 11)]) == (0, 0)
 
 

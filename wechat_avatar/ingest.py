@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
+import tempfile
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -28,7 +29,7 @@ from wechat_avatar.config import AvatarConfig, RenderConfig
 from wechat_avatar.render import Rendered, render
 from wechat_avatar.sources.base import Chunk, Hints, RowMapper, Source, map_rows
 from wechat_avatar.sources.detect import open_sources
-from wechat_avatar.staging import Prepared, message_row, staged
+from wechat_avatar.staging import SCRATCH, Prepared, message_row, staged
 from wechat_avatar.store import Store
 
 T = TypeVar("T")
@@ -52,10 +53,11 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield chunk
 
 
-def prepare(task: Task, mapper: RowMapper, cfg: RenderConfig) -> Prepared:
-    """Read (if a chunk), map, render and stage one batch (runs in a worker process for big inputs)."""
-    if not isinstance(task, list) and hasattr(task, "stage") and (done := task.stage(cfg)) is not None:
-        return done  # the chunk mapped itself set-based
+def prepare(task: Task, mapper: RowMapper, cfg: RenderConfig, scratch: Path) -> Prepared:
+    """Read (if a chunk), map, render and stage one batch (runs in a worker process for big
+    inputs). A chunk that stages itself may leave its image as a file in `scratch`."""
+    if not isinstance(task, list) and hasattr(task, "stage") and (done := task.stage(cfg, scratch)) is not None:
+        return done  # the chunk mapped itself column-wise
     raw, unread, notes = (task, Counter(), Counter()) if isinstance(task, list) else task.read()
     messages, skipped, repaired = map_rows(raw, mapper)
     rendered = render_all(messages, cfg)
@@ -96,36 +98,44 @@ def prepared_batches(source: Source, cfg: AvatarConfig, parallel: bool) -> Itera
     """Batches in input order; with `parallel`, workers prepare the next batches while this
     process writes the current one."""
     mapper, todo = source.row_mapper(), tasks(source, cfg.ingest.batch_size)
-    if not parallel:
-        for task in todo:
-            yield prepare(task, mapper, cfg.render)
-        return
-    workers = cfg.ingest.render_workers
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(START_METHOD)) as pool:
-        pending: deque[tuple[Task, Future[Prepared] | None]] = deque()
-        for task in todo:
-            pending.append((task, _submit(pool, task, mapper, cfg.render)))
-            if len(pending) > 2 * workers:  # one queued behind each running: no worker waits for this process
-                yield _collect(*pending.popleft(), mapper, cfg.render)
-        while pending:
-            yield _collect(*pending.popleft(), mapper, cfg.render)
+    # staged images handed over as files (memory-backed where Linux has /dev/shm), not through
+    # a pipe: 0.2 s less copying at 1M messages; the folder goes with the ingest, whatever happens
+    with tempfile.TemporaryDirectory(prefix="wechat-avatar-stage-", dir=SCRATCH) as folder:
+        scratch = Path(folder)
+        if not parallel:
+            for task in todo:
+                yield prepare(task, mapper, cfg.render, scratch)
+            return
+        workers = cfg.ingest.render_workers
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(START_METHOD)) as pool:
+            pending: deque[tuple[Task, Future[Prepared] | None]] = deque()
+            for task in todo:
+                pending.append((task, _submit(pool, task, mapper, cfg.render, scratch)))
+                if len(pending) > 2 * workers:  # one queued behind each running: no worker waits for this process
+                    yield _collect(*pending.popleft(), mapper, cfg.render, scratch)
+            while pending:
+                yield _collect(*pending.popleft(), mapper, cfg.render, scratch)
 
 
-def _submit(pool: ProcessPoolExecutor, task: Task, mapper: RowMapper, cfg: RenderConfig) -> Future[Prepared] | None:
+def _submit(
+    pool: ProcessPoolExecutor, task: Task, mapper: RowMapper, cfg: RenderConfig, scratch: Path
+) -> Future[Prepared] | None:
     try:
-        return pool.submit(prepare, task, mapper, cfg)
+        return pool.submit(prepare, task, mapper, cfg, scratch)
     except BrokenProcessPool:  # a worker could not start (e.g. no importable __main__)
         return None
 
 
-def _collect(task: Task, future: Future[Prepared] | None, mapper: RowMapper, cfg: RenderConfig) -> Prepared:
+def _collect(
+    task: Task, future: Future[Prepared] | None, mapper: RowMapper, cfg: RenderConfig, scratch: Path
+) -> Prepared:
     """A worker's result, or the batch prepared here if the worker is gone: nothing is lost."""
     try:
         if future is not None:
             return future.result()
     except BrokenProcessPool:
         pass
-    return prepare(task, mapper, cfg)
+    return prepare(task, mapper, cfg, scratch)
 
 
 @dataclass

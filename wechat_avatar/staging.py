@@ -43,7 +43,7 @@ _STAGE_ROW = f"INSERT INTO rows VALUES ({', '.join('?' * 17)})"
 class Prepared:
     """One batch, mapped, rendered and staged (`staged`), plus what the ingest report counts."""
 
-    image: bytes
+    image: bytes | Path  # or a file holding it, which the store reads and removes
     ids: list[str]  # the rows' source ids, in order
     keys: list[int]  # their merge keys
     skipped: Counter[str]
@@ -75,8 +75,8 @@ def hash64(data: str) -> int:
 
 
 _INT64 = struct.Struct(">q")  # big-endian signed: what int.from_bytes(…, "big", signed=True) gives
-# where staged_arrow's short-lived files go: memory where Linux offers it, else the temp folder
-_SCRATCH = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+# where staged images wait for the store: memory where Linux offers it, else the temp folder
+SCRATCH = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
 
 
 def message_row(msg: Message, rendered: Rendered) -> tuple[Any, ...]:
@@ -97,17 +97,18 @@ def staged(rows: Iterable[tuple[Any, ...]]) -> bytes:
         conn.close()
 
 
-def staged_arrow(table: pa.Table) -> bytes:
-    """An Arrow table with MESSAGE_COLUMNS, in input order, staged as `staged` stages rows.
+def staged_arrow(table: pa.Table, folder: Path) -> Path:
+    """An Arrow table with MESSAGE_COLUMNS, in input order, staged as `staged` stages rows, in
+    a new file in `folder` (the store reads and removes it).
 
     ADBC's SQLite driver binds straight from Arrow's buffers, with no Python object per
     value: 1.0 µs a row against 2.7 µs through sqlite3's executemany. It writes a file (it
-    has no in-memory image), read back and removed here.
+    has no in-memory image).
     """
     import adbc_driver_manager as adbc  # only big PyWxDump ingests come here
     import adbc_driver_sqlite
 
-    fd, name = tempfile.mkstemp(prefix="wechat-avatar-stage-", suffix=".db", dir=_SCRATCH)
+    fd, name = tempfile.mkstemp(suffix=".db", dir=folder)
     os.close(fd)
     try:
         with adbc_driver_sqlite.connect(name) as db, adbc.AdbcConnection(db) as conn:
@@ -121,6 +122,7 @@ def staged_arrow(table: pa.Table) -> bytes:
                 stmt.bind_stream(table.select(MESSAGE_COLUMNS.split(", ")))
                 stmt.execute_update()
             conn.commit()
-        return Path(name).read_bytes()
-    finally:
+    except BaseException:
         os.unlink(name)
+        raise
+    return Path(name)

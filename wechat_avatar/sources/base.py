@@ -60,9 +60,9 @@ class Source(Protocol):
     A source whose input splits into independent shares (files, id ranges) may also offer
     `chunks() -> list[Chunk]`, the same rows in the same order; the ingest then has worker
     processes read them, and never calls `rows()`.
-    A chunk may also offer `stage(cfg: RenderConfig) -> staging.Prepared | None`: itself mapped,
-    rendered and staged in one go, exactly as the mapper and renderer would (None where it
-    cannot; then `read()` is used).
+    A chunk may also offer `stage(cfg: RenderConfig, scratch: Path) -> staging.Prepared | None`:
+    itself mapped, rendered and staged in one go, exactly as the mapper and renderer would, its
+    image perhaps a file in `scratch` (None where it cannot; then `read()` is used).
     """
 
     kind: str  # e.g. "android-db", "android-csv"

@@ -52,6 +52,9 @@ _PLACE = re.compile(r"纬度:【(.*?)】 经度:【(.*?)】\n位置：(.*?)(?: (
 _CALL = re.compile(r"^语音/视频通话\[(.*)\]$", re.DOTALL)
 BROKEN_ROW = "wrong number of CSV fields"
 GBK_NOTE = "{} lines were not UTF-8 and were read as GBK"
+# a worker task: files are small (PyWxDump writes at most 5000 messages each), a task costs
+# about 3 ms whatever its size, so workers take a few at a time
+CHUNK_ROWS = 20_000
 
 # pywxdump/db/utils/common_utils.py::type_converter, read backwards
 LABELS: dict[str, tuple[int, int]] = {
@@ -130,7 +133,7 @@ class PyWxDumpExport:
         self.skipped: Counter[str] = Counter()
         self.notes: list[str] = []
         self._csv: list[CsvFile] = []
-        self._count: int | None = None
+        self._size: dict[Path, int] | None = None
         self.users: dict[str, dict[str, Any]] = {}
         for path in users:
             self.users.update(_load_json(path) or {})
@@ -169,9 +172,13 @@ class PyWxDumpExport:
         return iter(())  # users.json does not say who is in which group
 
     def count(self) -> int:
-        if self._count is None:  # asked more than once; reading every file to count is not free
-            self._count = sum(count_lines(p) if p.suffix == ".csv" else _json_count(p) for p in self.files)
-        return self._count
+        return sum(self._sizes().values())
+
+    def _sizes(self) -> dict[Path, int]:
+        """Messages per file (CSV lines, a close estimate): counted once, reading every file."""
+        if self._size is None:
+            self._size = {p: count_lines(p) if p.suffix == ".csv" else _json_count(p) for p in self.files}
+        return self._size
 
     def _raw(self) -> Iterator[Sequence[Any]]:
         for path in self.files:
@@ -188,10 +195,19 @@ class PyWxDumpExport:
         if gbk:
             self.notes.append(GBK_NOTE.format(gbk))
 
-    def chunks(self) -> list[ExportFile]:
+    def chunks(self) -> list[ExportFiles]:
+        """Consecutive files in groups of about CHUNK_ROWS messages."""
         from wechat_avatar.sources import pywxdump_stage  # noqa: F401  here, so forked workers have it
 
-        return [ExportFile(path, self.source_key, self.self_wxid, self.tz) for path in self.files]
+        groups: list[list[Path]] = [[]]
+        size = 0
+        for path, lines in self._sizes().items():
+            if size >= CHUNK_ROWS:
+                groups.append([])
+                size = 0
+            groups[-1].append(path)
+            size += lines
+        return [ExportFiles(tuple(g), self.source_key, self.self_wxid, self.tz) for g in groups if g]
 
     def row_mapper(self) -> RowMapper:
         return partial(message_from_row, source=self.source_key, self_wxid=self.self_wxid, tz=self.tz)
@@ -201,23 +217,23 @@ class PyWxDumpExport:
 
 
 @dataclass(frozen=True)
-class ExportFile:
-    """One message file, read whole in a worker process (a Chunk): the same rows as `rows()`."""
+class ExportFiles:
+    """A few message files, read whole in a worker process (a Chunk): their rows as `rows()` gives them."""
 
-    path: Path
+    paths: tuple[Path, ...]
     source: str
     self_wxid: str
     tz: str
 
-    def stage(self, cfg: RenderConfig) -> Prepared | None:
-        """The file mapped column-wise in Arrow where it can be (see pywxdump_stage)."""
-        from wechat_avatar.sources.pywxdump_stage import stage_file  # it imports this module
+    def stage(self, cfg: RenderConfig, scratch: Path) -> Prepared | None:
+        """The files mapped column-wise in Arrow where they can be (see pywxdump_stage)."""
+        from wechat_avatar.sources.pywxdump_stage import stage_files  # it imports this module
 
-        return stage_file(self.path, self.source, self.self_wxid, self.tz, cfg)
+        return stage_files(self.paths, self.source, self.self_wxid, self.tz, cfg, scratch)
 
     def read(self) -> ChunkRows:
         tables: list[CsvFile] = []
-        rows = list(_file_rows(self.path, tables))
+        rows = [row for path in self.paths for row in _file_rows(path, tables)]
         good = [row for row in rows if row]
         gbk = sum(t.gbk_lines for t in tables)
         broken = len(rows) - len(good)

@@ -19,6 +19,7 @@ way. tests/test_pywxdump_stage.py checks that both paths stage the same rows.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from hashlib import blake2b
 from pathlib import Path
 
@@ -55,12 +56,21 @@ _TYPES = {"is_self": pa.int64(), "ts_ms": pa.int64(), "base_type": pa.int64(), "
 _SCHEMA = pa.schema([(name, _TYPES.get(name, pa.string())) for name in MESSAGE_COLUMNS.split(", ")])
 
 
-def stage_file(path: Path, source: str, self_wxid: str, tz: str, cfg: RenderConfig) -> Prepared | None:
-    """The file's rows mapped, rendered and staged exactly as `ingest.prepare` would; None
-    where the row path must read it (see the module docstring)."""
-    cols = _read(path)
-    if cols is None:
+def stage_files(
+    paths: Sequence[Path], source: str, self_wxid: str, tz: str, cfg: RenderConfig, scratch: Path
+) -> Prepared | None:
+    """The files' rows mapped, rendered and staged exactly as `ingest.prepare` would (the
+    image a file in `scratch`); None where the row path must read them (see the module
+    docstring)."""
+    parts = []
+    for path in paths:
+        part = _read(path)
+        if part is None:
+            return None
+        parts.append(part)
+    if not parts:
         return None
+    cols = {name: pa.concat_arrays([part[name] for part in parts]) for name in COLUMNS}
     hours = _hour_starts(cols["CreateTime"], tz)
     simple = _simple(cols, hours)
     mapped = _map({k: pc.filter(v, simple) for k, v in cols.items()}, pc.filter(hours, simple), source, self_wxid, cfg)
@@ -73,7 +83,7 @@ def stage_file(path: Path, source: str, self_wxid: str, tz: str, cfg: RenderConf
         table = pa.concat_tables([mapped.append_column("seq", seq), rest])
         mapped = table.take(pc.sort_indices(table["seq"])).drop_columns(["seq"])
     return Prepared(
-        image=staged_arrow(mapped),
+        image=staged_arrow(mapped, scratch),
         ids=mapped["source_id"].to_pylist(),
         keys=mapped["merge_key"].to_pylist(),
         skipped=skipped,
