@@ -14,7 +14,6 @@ inputs skip the workers, whose start-up would cost more than they save.
 from __future__ import annotations
 
 import multiprocessing
-import sys
 import tempfile
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from wechat_avatar.config import AvatarConfig, RenderConfig
+from wechat_avatar.processes import START_METHOD
 from wechat_avatar.render import Rendered, render
 from wechat_avatar.sources.base import Chunk, Hints, RowMapper, Source, map_rows
 from wechat_avatar.sources.detect import open_sources
@@ -35,12 +35,6 @@ from wechat_avatar.store import Store
 T = TypeVar("T")
 Task = list[Sequence[Any]] | Chunk  # raw rows read here, or a share of the input a worker reads itself
 PARALLEL_MIN_MESSAGES = 20_000  # below this, starting a worker costs more than it saves
-# fork where the OS has it: workers start at once, every module already imported (spawned
-# ones import them all again, 0.3 s each before the first batch, on the same two cores).
-# Safe here: a worker only maps its task; it never touches the parent's SQLite handles (an
-# open transaction) and leaves through os._exit, closing nothing of them; it prints nothing,
-# so the progress bar's thread cannot hold a lock a worker waits for.
-START_METHOD = "fork" if sys.platform == "linux" else "spawn"
 
 # Given a description and a total (None if unknown), returns the function to call with advances.
 ProgressHook = Callable[[str, int | None], Callable[[int], None]]

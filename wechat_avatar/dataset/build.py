@@ -31,6 +31,7 @@ from wechat_avatar.dataset.samples import ChatLines, SampleWriter, Written
 from wechat_avatar.dataset.stats import DatasetStats
 from wechat_avatar.dataset.window import Line
 from wechat_avatar.errors import DatasetError, UsageError
+from wechat_avatar.processes import START_METHOD
 from wechat_avatar.store import Store
 
 DATASET_DIR = "dataset"
@@ -177,7 +178,7 @@ class _InWorker:
     them (the GIL). One worker, so conversation ids and de-duplication stay in order."""
 
     def __init__(self, cfg: DatasetConfig, self_name: str, out: Path) -> None:
-        ctx = multiprocessing.get_context("spawn")  # not fork: the parent holds an open SQLite handle
+        ctx = multiprocessing.get_context(START_METHOD)
         self.inbox: Any = ctx.Queue(maxsize=8)
         self.outbox: Any = ctx.Queue()
         self.process = ctx.Process(target=_stage2_main, args=(self.inbox, self.outbox, cfg, self_name, out),
