@@ -75,8 +75,19 @@ def hash64(data: str) -> int:
 
 
 _INT64 = struct.Struct(">q")  # big-endian signed: what int.from_bytes(…, "big", signed=True) gives
-# where staged images wait for the store: memory where Linux offers it, else the temp folder
-SCRATCH = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+
+
+def _scratch() -> str | None:
+    """Where staged images wait for the store: memory where Linux offers enough of it (a
+    container's /dev/shm may hold only 64 MiB), else the temp folder."""
+    try:
+        shm = os.statvfs("/dev/shm")
+    except OSError:
+        return None
+    return "/dev/shm" if os.access("/dev/shm", os.W_OK) and shm.f_bavail * shm.f_frsize >= 1 << 30 else None
+
+
+SCRATCH = _scratch()
 
 
 def message_row(msg: Message, rendered: Rendered) -> tuple[Any, ...]:
