@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from wechat_avatar.config import AvatarConfig, RenderConfig
-from wechat_avatar.processes import START_METHOD
+from wechat_avatar.processes import START_METHOD, fresh_std_streams
 from wechat_avatar.render import Rendered, render
 from wechat_avatar.sources.base import Chunk, Hints, RowMapper, Source, map_rows
 from wechat_avatar.sources.detect import open_sources
@@ -101,7 +101,8 @@ def prepared_batches(source: Source, cfg: AvatarConfig, parallel: bool) -> Itera
                 yield prepare(task, mapper, cfg.render, scratch)
             return
         workers = cfg.ingest.render_workers
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(START_METHOD)) as pool:
+        context = multiprocessing.get_context(START_METHOD)
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=fresh_std_streams) as pool:
             pending: deque[tuple[Task, Future[Prepared] | None]] = deque()
             for task in todo:
                 pending.append((task, _submit(pool, task, mapper, cfg.render, scratch)))

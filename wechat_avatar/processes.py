@@ -7,6 +7,18 @@ import sys
 # fork where the OS has it: a worker starts at once with every module already imported (a
 # spawned one imports them all again, 0.3-0.5 s before it does any work, on the same cores).
 # Safe for these workers: they never touch the parent's SQLite handles (the ingest's open
-# transaction, the dataset's reader), leave through os._exit without closing them, and print
-# nothing, so a lock the progress bar's thread held at the fork is never waited for.
+# transaction, the dataset's reader) and leave through os._exit without closing them; and
+# each starts with `fresh_std_streams`.
 START_METHOD = "fork" if sys.platform == "linux" else "spawn"
+
+
+def fresh_std_streams() -> None:
+    """Run first in a forked worker: stdout and stderr as new objects on the same descriptors.
+
+    A worker flushes them on its way out. The copies it inherited may hold a lock that a
+    thread of the parent (the progress bar, redrawing) held at the fork, and which nothing in
+    the child would ever release.
+    """
+    if START_METHOD == "fork":
+        sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115  lives as long as the worker
+        sys.stderr = open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115

@@ -31,7 +31,7 @@ from wechat_avatar.dataset.samples import ChatLines, SampleWriter, Written
 from wechat_avatar.dataset.stats import DatasetStats
 from wechat_avatar.dataset.window import Line
 from wechat_avatar.errors import DatasetError, UsageError
-from wechat_avatar.processes import START_METHOD
+from wechat_avatar.processes import START_METHOD, fresh_std_streams
 from wechat_avatar.store import Store
 
 DATASET_DIR = "dataset"
@@ -217,6 +217,7 @@ class _InWorker:
 
 
 def _stage2_main(inbox: Any, outbox: Any, cfg: DatasetConfig, self_name: str, out: Path) -> None:
+    fresh_std_streams()
     try:
         writer = SampleWriter(cfg, self_name, out)
         while (chat := inbox.get()) is not None:
