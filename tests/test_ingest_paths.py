@@ -15,7 +15,7 @@ from conftest import UIN
 from wechat_avatar import ingest as pipeline
 from wechat_avatar.config import AvatarConfig
 from wechat_avatar.render import render
-from wechat_avatar.sources import pc3
+from wechat_avatar.sources import pc3, pywxdump
 from wechat_avatar.sources.base import BadRecord, Hints
 from wechat_avatar.sources.detect import open_sources
 from wechat_avatar.staging import message_row
@@ -65,6 +65,7 @@ def tables(workspace: Path) -> dict[str, list[tuple[Any, ...]]]:
 def cfg(monkeypatch: pytest.MonkeyPatch) -> AvatarConfig:
     monkeypatch.setattr(pipeline, "PARALLEL_MIN_MESSAGES", 1)  # workers even for 1500 messages
     monkeypatch.setattr(pc3, "CHUNK_ROWS", 97)  # many chunks, none aligned with anything
+    monkeypatch.setattr(pywxdump, "CHUNK_ROWS", 97)  # a few files per task
     config = AvatarConfig()
     config.ingest.uin = UIN
     config.ingest.batch_size = 128
