@@ -1,4 +1,4 @@
-"""One PyWxDump CSV file mapped column-wise in Arrow: what `message_from_row` does a row at a time.
+"""PyWxDump CSV files mapped column-wise in Arrow: what `message_from_row` does a row at a time.
 
 Why: through the row path (`pywxdump.message_from_row`, `render`, `staging.message_row`,
 `staging.staged`) a row costs about 12 µs of Python, ten times the csv module's own read,
@@ -11,9 +11,9 @@ UTC start of a local hour, and the payload and rendering of every non-text messa
 Only rows the columns map exactly as the row path does are mapped here: a room, a flag of
 0 or 1, a plain decimal server id that fits 64 bits, a `YYYY-MM-DD HH:MM:SS` time of a real
 local hour. Any other row goes through `message_from_row` itself (and may be counted and
-skipped, as there). A file that this cannot read as the csv module would (not UTF-8, a
-blank line, a row of the wrong width, JSON) returns None, and the ingest reads it the row
-way. tests/test_pywxdump_stage.py checks that both paths stage the same rows.
+skipped, as there). Files of which one cannot be read as the csv module would read it (not
+UTF-8, a blank line, a row of the wrong width or over 1 MiB, JSON) return None, and the
+ingest reads them the row way. tests/test_pywxdump_stage.py checks that both paths stage the same rows.
 """
 
 from __future__ import annotations
@@ -213,15 +213,18 @@ def _payloads(
     other = pc.invert(plain)
     if not pc.any(other).as_py():
         return out
+    # one key per distinct (base, sub, msg), what content_from_msg and render read: the msg's
+    # and the type's positions among the distinct ones, as one integer
     texts = pc.dictionary_encode(pc.filter(msg, other))
-    bases, subs = pc.filter(base, other), pc.filter(sub, other)
-    # one key per distinct (base, sub, msg): what content_from_msg and render read
-    kind = pc.add(pc.multiply(bases, 1 << 20), subs)
-    distinct = pc.dictionary_encode(pc.add(pc.multiply(pc.cast(texts.indices, pa.int64()), 1 << 40), kind))
-    words = texts.dictionary.to_pylist()
+    kinds = pc.dictionary_encode(pc.add(pc.multiply(pc.filter(base, other), 1 << 32), pc.filter(sub, other)))
+    width = len(kinds.dictionary)
+    pair = pc.add(pc.multiply(pc.cast(texts.indices, pa.int64()), width), pc.cast(kinds.indices, pa.int64()))
+    distinct = pc.dictionary_encode(pair)
+    words, types = texts.dictionary.to_pylist(), kinds.dictionary.to_pylist()
     done = []
     for key in distinct.dictionary.to_pylist():
-        text, b, s = words[key >> 40], (key & ((1 << 40) - 1)) >> 20, key & ((1 << 20) - 1)
+        text, kind = words[key // width], types[key % width]
+        b, s = kind >> 32, kind & 0xFFFFFFFF
         content = content_from_msg(b, s, text)
         done.append((content, *render(b, s, content, cfg)))
     for field, values in zip(out, zip(*done, strict=True), strict=True):  # out's keys: content + Rendered's
