@@ -60,6 +60,7 @@ def prepare(task: Task, mapper: RowMapper, cfg: RenderConfig, scratch: Path) -> 
         image=staged(rows),
         ids=[row[1] for row in rows],
         keys=[row[-1] for row in rows],
+        chats=sorted({row[2] for row in rows}),
         skipped=skipped + unread,
         repaired=repaired,
         categories=Counter(r.category for r in rendered),
@@ -173,7 +174,7 @@ def ingest_source(
         parallel = cfg.ingest.render_workers > 0 and source.count() >= PARALLEL_MIN_MESSAGES
         writer = store.writer(source.source_key)
         for batch in prepared_batches(source, cfg, parallel):
-            report.add(batch, *writer.write_staged(batch.image, batch.ids, batch.keys))
+            report.add(batch, *writer.write_staged(batch.image, batch.ids, batch.keys, batch.chats))
             if advance:
                 advance(len(batch.keys) + batch.skipped.total())
         report.skipped.update(source.skipped)  # rows the reader itself could not split into fields

@@ -46,6 +46,7 @@ class Prepared:
     image: bytes | Path  # or a file holding it, which the store reads and removes
     ids: list[str]  # the rows' source ids, in order
     keys: list[int]  # their merge keys
+    chats: list[str]  # the chats they are in, each once
     skipped: Counter[str]
     repaired: Counter[str]
     categories: Counter[str]

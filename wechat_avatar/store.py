@@ -183,10 +183,11 @@ MERGE_INDEXES = (
     "CREATE INDEX IF NOT EXISTS messages_merge_key ON messages (merge_key)",
 )
 
-_INSERT_CHATS = """
-INSERT OR IGNORE INTO chats (id, kind)
-SELECT DISTINCT chat_id, CASE WHEN substr(chat_id, -9) = '@chatroom' THEN 'group' ELSE 'private' END FROM stage.rows
-"""
+_CHAT_KIND = "CASE WHEN substr({0}, -9) = '@chatroom' THEN 'group' ELSE 'private' END"
+_INSERT_CHATS = (
+    f"INSERT OR IGNORE INTO chats (id, kind) SELECT DISTINCT chat_id, {_CHAT_KIND.format('chat_id')} FROM stage.rows"
+)
+_ADD_CHAT = f"INSERT OR IGNORE INTO chats (id, kind) VALUES (?1, {_CHAT_KIND.format('?1')})"
 _APPEND_MESSAGES = f"INSERT INTO messages ({MESSAGE_COLUMNS}) SELECT {MESSAGE_COLUMNS} FROM stage.rows ORDER BY rowid"
 _INSERT_MESSAGES = f"{_APPEND_MESSAGES} ON CONFLICT (source, source_id) DO NOTHING"
 _UPSERT_CONTACT = """
@@ -375,10 +376,13 @@ class Store:
             image = data
         self.conn.deserialize(image, name="stage")
 
-    def insert_staged(self, ids: list[str]) -> int:
-        """Insert the loaded batch, whose rows have these source ids, no merging (SourceWriter
-        decides that first); returns how many were new."""
-        self.conn.execute(_INSERT_CHATS)
+    def insert_staged(self, ids: list[str], chats: list[str] | None = None) -> int:
+        """Insert the loaded batch, whose rows have these source ids (and are in these chats,
+        if known), no merging (SourceWriter decides that first); returns how many were new."""
+        if chats is not None and self._loaded is not None:  # a bulk load: every staged row is inserted
+            self.conn.executemany(_ADD_CHAT, ((chat,) for chat in chats))
+        else:
+            self.conn.execute(_INSERT_CHATS)
         if self._loaded is not None:
             self._drop_repeats(ids)
         before = self.conn.total_changes
@@ -389,10 +393,12 @@ class Store:
         """In a bulk load (one source, no source-id index yet), drop staged rows whose source id
         came before: the first is kept, as ON CONFLICT DO NOTHING would."""
         assert self._loaded is not None
-        fresh = set(ids)
-        if len(fresh) == len(ids) and self._loaded.isdisjoint(fresh):  # the usual batch
-            self._loaded |= fresh
-            return
+        if self._loaded.isdisjoint(ids):  # the usual batch: all new, and (checked next) none twice
+            before = len(self._loaded)
+            self._loaded.update(ids)
+            if len(self._loaded) - before == len(ids):
+                return
+            self._loaded.difference_update(ids)  # all were new: this undoes the update
         repeats = []
         for rowid, sid in enumerate(ids, start=1):
             if sid in self._loaded:
@@ -473,13 +479,15 @@ class SourceWriter:
         """Insert rows built by `message_row`; returns (added, merged). The rest were already stored."""
         return self.write_staged(staged(rows), [row[SOURCE_ID] for row in rows], [row[KEY] for row in rows])
 
-    def write_staged(self, image: bytes | Path, ids: list[str], keys: list[int]) -> tuple[int, int]:
-        """Insert a batch from `staged` whose rows have these source ids and merge keys;
-        returns (added, merged)."""
+    def write_staged(
+        self, image: bytes | Path, ids: list[str], keys: list[int], chats: list[str] | None = None
+    ) -> tuple[int, int]:
+        """Insert a batch from `staged` whose rows have these source ids and merge keys (and
+        are in these chats, if known); returns (added, merged)."""
         self.store.load_stage(image)
         self._number(keys)
         merged = self._merge() if self.merging else 0
-        added = self.store.insert_staged(ids)
+        added = self.store.insert_staged(ids, chats)
         if added and not self._recorded:
             self.store.add_sources([self.source])
             self._recorded = True

@@ -86,6 +86,7 @@ def stage_files(
         image=staged_arrow(mapped, scratch),
         ids=mapped["source_id"].to_pylist(),
         keys=mapped["merge_key"].to_pylist(),
+        chats=pc.unique(mapped["chat_id"]).to_pylist(),
         skipped=skipped,
         repaired=Counter(),
         categories=_counts(mapped["category"]),
