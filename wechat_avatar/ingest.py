@@ -4,7 +4,7 @@ Each source is one transaction: it lands whole or not at all, so a damaged input
 leaves half a history behind or touches what earlier ingests wrote.
 
 A big ingest is a pipeline: worker processes read a share of the input (a source's
-`chunks()`, e.g. one CSV file; else a batch of raw rows this process read), map and render
+`chunks()`, e.g. a few CSV files; else a batch of raw rows this process read), map and render
 it, and stage the rows as a small SQLite image (`staging.staged`); this process loads each
 image in input order and moves it into chat.db with set-based SQL, binding no value of its
 own, so it keeps up with the workers; threads could not overlap the work (the GIL). Small
@@ -205,4 +205,3 @@ def ingest(
             finally:
                 source.close()
     return reports
-

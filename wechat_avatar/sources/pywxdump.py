@@ -52,8 +52,8 @@ _PLACE = re.compile(r"纬度:【(.*?)】 经度:【(.*?)】\n位置：(.*?)(?: (
 _CALL = re.compile(r"^语音/视频通话\[(.*)\]$", re.DOTALL)
 BROKEN_ROW = "wrong number of CSV fields"
 GBK_NOTE = "{} lines were not UTF-8 and were read as GBK"
-# a worker task: files are small (PyWxDump writes at most 5000 messages each), a task costs
-# about 3 ms whatever its size, so workers take a few at a time
+# messages per worker task: PyWxDump's files hold at most 5000 and each task has a fixed
+# cost (an ADBC database, the hand-over), so a worker takes a few files at a time
 CHUNK_ROWS = 20_000
 
 # pywxdump/db/utils/common_utils.py::type_converter, read backwards
