@@ -27,17 +27,17 @@ PLACE = "纬度:【31.2】 经度:【121.5】\n位置：外滩 上海市黄浦�
 class RowWay:
     """The same file without a stage method: what the ingest reads when staging is not offered."""
 
-    def __init__(self, *paths: Path) -> None:
-        self.chunk = ExportFiles(paths, SOURCE, SELF, TZ)
+    def __init__(self, *paths: Path, tz: str = TZ) -> None:
+        self.chunk = ExportFiles(paths, SOURCE, SELF, tz)
 
     def read(self) -> Any:
         return self.chunk.read()
 
 
-def both_ways(cfg: RenderConfig, *paths: Path) -> tuple[Prepared | None, Prepared]:
-    mapper = partial(message_from_row, source=SOURCE, self_wxid=SELF, tz=TZ)
+def both_ways(cfg: RenderConfig, *paths: Path, tz: str = TZ) -> tuple[Prepared | None, Prepared]:
+    mapper = partial(message_from_row, source=SOURCE, self_wxid=SELF, tz=tz)
     scratch = paths[0].parent
-    return stage_files(paths, SOURCE, SELF, TZ, cfg, scratch), prepare(RowWay(*paths), mapper, cfg, scratch)
+    return stage_files(paths, SOURCE, SELF, tz, cfg, scratch), prepare(RowWay(*paths, tz=tz), mapper, cfg, scratch)
 
 
 def staged_rows(image: bytes | Path) -> list[tuple[Any, ...]]:
@@ -94,6 +94,15 @@ def test_odd_rows_are_staged_as_the_row_way_stages_them(tmp_path: Path, drop_tex
     fast, rows = both_ways(cfg, write_csv(tmp_path / "wxid_a_0_43.csv", ODD_ROWS))
     assert_same(fast, rows)
     assert rows.skipped["no room_name"] == 1 and rows.skipped["unreadable time"] >= 2  # the odd rows really are odd
+
+
+def test_times_around_daylight_saving_changes(tmp_path: Path) -> None:
+    """New York skips 02:00-03:00 on 2023-03-12 and repeats 01:00-02:00 on 2023-11-05."""
+    times = ["2023-03-12 01:59:59", "2023-03-12 02:30:00", "2023-03-12 03:00:00",
+             "2023-11-05 00:59:59", "2023-11-05 01:30:00", "2023-11-05 02:00:00"]  # fmt: skip
+    rows = [row(i, created=t) for i, t in enumerate(times, start=1)]
+    fast, slow = both_ways(RenderConfig(), write_csv(tmp_path / "wxid_a_0_6.csv", rows), tz="America/New_York")
+    assert_same(fast, slow)
 
 
 def test_columns_in_another_order_with_extras(tmp_path: Path) -> None:
