@@ -1,8 +1,8 @@
 """A batch of messages on its way into the store: rows, merge keys, and the staged image.
 
-Worker processes build a batch as the image of a small in-memory SQLite database holding one
-table, `rows` (`STAGE_TABLE`, rowid = input order, 1..n); the store attaches it and moves it
-into chat.db with set-based SQL (see store.py). Everything that defines such a row lives
+Worker processes build a batch as a small SQLite database holding one table, `rows`
+(`STAGE_TABLE`, rowid = input order, 1..n), as an in-memory image or a file; the store loads
+it and moves it into chat.db with set-based SQL (see store.py). Everything that defines such a row lives
 here, so that the row-at-a-time path (`message_row`, `staged`) and a reader that stages
 set-based (sources/pywxdump_stage.py) build the same thing.
 """
@@ -117,7 +117,7 @@ def staged_arrow(table: pa.Table, folder: Path) -> Path:
     value: 1.0 µs a row against 2.7 µs through sqlite3's executemany. It writes a file (it
     has no in-memory image).
     """
-    import adbc_driver_manager as adbc  # only big PyWxDump ingests come here
+    import adbc_driver_manager as adbc  # only PyWxDump's column-wise path comes here
     import adbc_driver_sqlite
 
     fd, name = tempfile.mkstemp(suffix=".db", dir=folder)
