@@ -103,12 +103,17 @@ def messages(ws: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in result.stdout.splitlines()]
 
 
+def ingested(account: Path, ws: Path, *summary: str) -> list[dict[str, Any]]:
+    """Ingest through the CLI, check its summary says each of `summary`, return the stored messages."""
+    result = run_cli("ingest", account, "--workspace", ws)
+    assert result.returncode == 0, result.stderr
+    assert all(part in result.stdout for part in summary), result.stdout
+    return messages(ws)
+
+
 def test_pc3_hand_built(tmp_path: Path) -> None:
     account = build_pc3(tmp_path, [row for row, _ in PC3_ROWS])
-    result = run_cli("ingest", account, "--workspace", tmp_path / "ws")
-    assert result.returncode == 0, result.stderr
-    assert "pc3-db" in result.stdout and "read 8, added 8" in result.stdout
-    out = messages(tmp_path / "ws")
+    out = ingested(account, tmp_path / "ws", "pc3-db", "read 8, added 8")
     assert [m["text"] for m in out] == [text for _, text in PC3_ROWS]
     quote = out[2]
     assert (quote["chat"], quote["sender"], quote["sender_name"], quote["is_self"]) == ("开黑群", HU, "??", False)
@@ -204,10 +209,7 @@ def build_pc4(root: Path, rows: list[tuple[Any, ...]], folder: str = f"{ME}_c4b1
 
 def test_pc4_hand_built(tmp_path: Path) -> None:
     account = build_pc4(tmp_path, [row for row, _ in V4_ROWS])
-    result = run_cli("ingest", account, "--workspace", tmp_path / "ws")
-    assert result.returncode == 0, result.stderr
-    assert "pc4-db" in result.stdout and "read 6, added 6" in result.stdout
-    out = messages(tmp_path / "ws")
+    out = ingested(account, tmp_path / "ws", "pc4-db", "read 6, added 6")
     assert [m["text"] for m in out] == [text for _, text in V4_ROWS]
     assert [(m["type"], m["subtype"]) for m in out[2:5]] == [(49, 57), (49, 5), (49, 2000)]
     assert (out[2]["sender"], out[2]["sender_name"], out[1]["is_self"], out[3]["is_self"]) == (HU, "??", True, True)
