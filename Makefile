@@ -29,7 +29,7 @@ demo: setup
 	rm -rf $(DEMO)
 	$(CLI) synth $(DEMO)/export --messages 10000 --seed 7
 	# ingest -> dataset -> pretrain -> sft -> eval on the tiny-cpu preset (a few minutes on 2 cores)
-	$(CLI) run --config configs/demo.yaml --workspace $(DEMO)/workspace
+	$(CLI) run --config configs/demo.yaml --workspace $(DEMO)/workspace --ingest $(DEMO)/export
 	$(CLI) stats --workspace $(DEMO)/workspace
 	# a sample chat: you are 胡三行, talking to the avatar
 	$(CLI) chat --workspace $(DEMO)/workspace --as 胡三行 -m "在吗" -m "晚上吃啥" -m "周末去爬山不"

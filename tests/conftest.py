@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from wechat_avatar import android_crypto
+from wechat_avatar.workspace import Workspace
 
 SELF = "wxid_me"
 IMEI = "1234567890ABCDEF"
@@ -138,5 +139,5 @@ def tiny_workspace(dataset_workspace: Path, tiny_config: Path, tmp_path_factory:
     from wechat_avatar.train.sft import run_sft
 
     workspace = Path(shutil.copytree(dataset_workspace, tmp_path_factory.mktemp("tiny-ws") / "workspace"))
-    run_sft(workspace, load_config(tiny_config), log=lambda line: None)
+    run_sft(Workspace(workspace), load_config(tiny_config), log=lambda line: None)
     return workspace

@@ -17,6 +17,7 @@ from wechat_avatar.dataset.build import build_dataset
 from wechat_avatar.errors import UsageError
 from wechat_avatar.render import render
 from wechat_avatar.store import Store
+from wechat_avatar.workspace import Workspace
 
 ME = "wxid_me"
 T0 = 1_687_360_000_000  # 2023-06-21, UTC ms
@@ -32,7 +33,7 @@ CONTACTS = [
 
 def make_store(workspace: Path, rows: list[tuple[str, str, float, str]], base_type: int = 1) -> Path:
     """rows: (chat, sender, minutes after T0, text); sender ME is you."""
-    with Store.open(workspace) as store, store.transaction():
+    with Store.open(Workspace(workspace)) as store, store.transaction():
         store.set_account(Account(ME, "乌冬面"))
         store.upsert_contacts(CONTACTS)
         store.upsert_members([Member("1@chatroom", "wxid_li", "李四在群里")])
@@ -49,8 +50,8 @@ def make_store(workspace: Path, rows: list[tuple[str, str, float, str]], base_ty
 def build(workspace: Path, **dataset: Any) -> Any:
     cfg = AvatarConfig()
     cfg.dataset = cfg.dataset.model_copy(update=dataset)
-    with Store.open(workspace, create=False) as store:
-        return build_dataset(store, workspace, cfg)
+    with Store.open(Workspace(workspace), create=False) as store:
+        return build_dataset(store, Workspace(workspace), cfg)
 
 
 def jsonl(path: Path) -> list[dict[str, Any]]:
@@ -192,7 +193,7 @@ def test_planted_pii_never_reaches_the_dataset(export: Any, tmp_path: Path) -> N
 
 
 def test_empty_store_and_failed_rebuilds_write_nothing(tmp_path: Path) -> None:
-    with Store.open(tmp_path):
+    with Store.open(Workspace(tmp_path)):
         pass
     result = run_cli("dataset", "--workspace", tmp_path)
     assert result.returncode == 2 and "has no messages" in result.stderr and "Traceback" not in result.stderr

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from wechat_avatar.eval import metrics, privacy
+from wechat_avatar.workspace import Workspace
 
 
 def test_tokens_keep_placeholders_whole_and_bubbles_as_separator() -> None:
@@ -133,18 +134,18 @@ def _workspace(tmp_path: Path) -> Path:
 
 
 def test_secrets_are_pii_originals_and_training_canaries(tmp_path: Path) -> None:
-    secrets = privacy.load_secrets(_workspace(tmp_path))
+    secrets = privacy.load_secrets(Workspace(_workspace(tmp_path)))
     # the 4-character wxid is too short to mean anything; the test split's canary is not "seen in training"
     assert [(s.kind, s.label, s.value) for s in secrets] == [
         ("PHONE", "<PHONE_1>", PHONE),
         ("EMAIL", "<EMAIL_1>", "udon1886@126.com"),
         ("CANARY", "canary 1", CANARY),
     ]
-    assert privacy.load_secrets(tmp_path / "nothing") == []
+    assert privacy.load_secrets(Workspace(tmp_path / "nothing")) == []
 
 
 def test_probe_finds_spaced_values_and_completed_canaries(tmp_path: Path) -> None:
-    secrets = privacy.load_secrets(_workspace(tmp_path))
+    secrets = privacy.load_secrets(Workspace(_workspace(tmp_path)))
     probes = privacy.probes(secrets)
     completion = [p for p in probes if p.prefix == "CANARY-7Q2X"]
     assert completion and completion[0].prompt == "暗号是CANARY-7Q2X"
@@ -164,7 +165,7 @@ def test_probe_finds_spaced_values_and_completed_canaries(tmp_path: Path) -> Non
 
 
 def test_redact_masks_secrets_and_whole_canaries_only(tmp_path: Path) -> None:
-    secrets = privacy.load_secrets(_workspace(tmp_path))
+    secrets = privacy.load_secrets(Workspace(_workspace(tmp_path)))
     text = privacy.redact(f"打 155-0326-2456，暗号 {CANARY}，另一个 CANARY-AAAA-BBBB-TEST，前缀 CANARY-7Q2X", secrets)
     assert "0326" not in text and "K9M4" not in text and "BBBB" not in text
     assert text.endswith("前缀 CANARY-7Q2X")  # half a canary, as a probe prompt shows it, stays readable

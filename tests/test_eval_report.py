@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 from conftest import run_cli
 
-from wechat_avatar.config import AvatarConfig
+from wechat_avatar.config import AvatarConfig, EvalConfig
 from wechat_avatar.errors import DatasetError, UsageError
 from wechat_avatar.eval import metrics, privacy, run
 from wechat_avatar.eval.report import summary_table
+from wechat_avatar.workspace import Workspace
 
 SYSTEM = "请你扮演一位微信用户“乌冬面”，并根据聊天记录以及不同用户的输入作出响应。"
 PHONE, CANARY = "15503262456", "CANARY-7Q2X-P3V8-BRAVO"
@@ -49,10 +50,10 @@ def workspace(tmp_path: Path) -> Path:
 
 def saved_eval(ws: Path, folder: str, label: str, samples: int, reply: str, ppl: float) -> Path:
     """An earlier eval's folder: `reply` for every sample (sample 1 gets the phone number instead)."""
-    chosen = run.select(run.load_test(ws), samples)
-    secrets = privacy.load_secrets(ws)
+    chosen = run.select(run.load_test(Workspace(ws)), samples)
+    secrets = privacy.load_secrets(Workspace(ws))
     real_style = metrics.style([s.reply for s in chosen])
-    scorer = run.Scorer(chosen, secrets, metrics.DEFAULT_MARKS, real_style, run.EvalOptions(samples=samples))
+    scorer = run.Scorer(chosen, secrets, metrics.DEFAULT_MARKS, real_style, EvalConfig(samples=samples))
     generated = [f"我电话{PHONE}" if i == 0 else reply for i in range(len(chosen))]
     probes = ["不知道"] * len(scorer.probe_conversations)
     about = {"label": label, "kind": "adapter", "base": "builtin:tiny-qwen2", "adapter": f"adapters/{label}"}
@@ -68,7 +69,7 @@ def saved_eval(ws: Path, folder: str, label: str, samples: int, reply: str, ppl:
 def test_saved_runs_compare_in_one_self_contained_report(workspace: Path) -> None:
     first = saved_eval(workspace, "old-sft", "sft", 25, "好<s>开冲", ppl=9.5)
     saved_eval(workspace, "old-base", "base", 25, "嗯", ppl=31.25)
-    result = run.evaluate(workspace, AvatarConfig(), str(first), ["old-base"], run.EvalOptions(samples=25))
+    result = run.evaluate(Workspace(workspace), AvatarConfig(eval={"samples": 25}), str(first), ["old-base"])
     assert result.path == workspace / "eval" / "old-sft-vs-old-base"
     saved = json.loads((result.path / "metrics.json").read_text(encoding="utf-8"))
     assert [r["label"] for r in saved["runs"]] == ["sft", "base"]
@@ -94,7 +95,7 @@ def test_saved_runs_compare_in_one_self_contained_report(workspace: Path) -> Non
 
 def test_a_run_on_other_samples_is_flagged(workspace: Path) -> None:
     saved_eval(workspace, "small", "sft", 5, "好", ppl=9.0)
-    result = run.evaluate(workspace, AvatarConfig(), "small", [], run.EvalOptions(samples=25), name="mixed")
+    result = run.evaluate(Workspace(workspace), AvatarConfig(eval={"samples": 25}), "small", [], name="mixed")
     assert result.metrics["runs"][0]["comparable"] is False
     html = (result.path / "report.html").read_text(encoding="utf-8")
     assert "(other samples)" in html and 'role="alert"' in html
@@ -106,7 +107,7 @@ def test_a_run_on_another_dataset_shows_no_replies(workspace: Path) -> None:
     saved_eval(workspace, "old", "sft", 10, "原来如此", ppl=9.0)
     test = workspace / "dataset" / "messages" / "test.jsonl"
     test.write_text(test.read_text(encoding="utf-8").replace("问题", "事"), encoding="utf-8")  # dataset rebuilt
-    result = run.evaluate(workspace, AvatarConfig(), "old", [], run.EvalOptions(samples=10))
+    result = run.evaluate(Workspace(workspace), AvatarConfig(eval={"samples": 10}), "old", [])
     (saved,) = result.metrics["runs"]
     assert saved["comparable"] is False and saved["generations"] == {}
     assert saved["metrics"]["perplexity"] == 9.0  # its numbers stay, flagged
@@ -116,13 +117,13 @@ def test_a_run_on_another_dataset_shows_no_replies(workspace: Path) -> None:
 def test_same_label_twice_gets_the_folder_name(workspace: Path) -> None:
     saved_eval(workspace, "monday", "sft", 10, "好", ppl=9.0)
     saved_eval(workspace, "friday", "sft", 10, "嗯", ppl=8.0)
-    result = run.evaluate(workspace, AvatarConfig(), "monday", ["friday"], run.EvalOptions(samples=10))
+    result = run.evaluate(Workspace(workspace), AvatarConfig(eval={"samples": 10}), "monday", ["friday"])
     assert [r["label"] for r in result.metrics["runs"]] == ["sft", "friday/sft"]
 
 
 def test_summary_table_has_a_row_per_run(workspace: Path) -> None:
     saved_eval(workspace, "one", "sft", 10, "好<s>开冲", ppl=9.0)
-    result = run.evaluate(workspace, AvatarConfig(), "one", [], run.EvalOptions(samples=10))
+    result = run.evaluate(Workspace(workspace), AvatarConfig(eval={"samples": 10}), "one", [])
     headers, rows = summary_table(result.metrics)
     assert headers[:3] == ["run", "perplexity", "BLEU-4"]
     assert len(rows) == 1 and rows[0][:2] == ["sft", "9.00"]
@@ -130,7 +131,7 @@ def test_summary_table_has_a_row_per_run(workspace: Path) -> None:
 
 
 def test_subset_is_seeded_and_in_file_order(workspace: Path) -> None:
-    samples = run.load_test(workspace)
+    samples = run.load_test(Workspace(workspace))
     picked = run.select(samples, 7)
     assert picked == run.select(samples, 7)
     assert [s.index for s in picked] == sorted(s.index for s in picked) and len(picked) == 7
@@ -139,32 +140,32 @@ def test_subset_is_seeded_and_in_file_order(workspace: Path) -> None:
 
 
 def test_run_specs_resolve(workspace: Path) -> None:
-    assert run.resolve(workspace, None) == run.RunSpec("base", "base", None)  # no adapter trained yet
+    assert run.resolve(Workspace(workspace), None) == run.RunSpec("base", "base", None)  # no adapter trained yet
     adapter = workspace / "adapters" / "sft"
     adapter.mkdir(parents=True)
     (adapter / "adapter_config.json").write_text("{}", encoding="utf-8")
-    assert run.resolve(workspace, None) == run.RunSpec("sft", "adapter", adapter)
-    assert run.resolve(workspace, "sft") == run.resolve(workspace, str(adapter))
-    assert run.resolve(workspace, "base").kind == "base"
+    assert run.resolve(Workspace(workspace), None) == run.RunSpec("sft", "adapter", adapter)
+    assert run.resolve(Workspace(workspace), "sft") == run.resolve(Workspace(workspace), str(adapter))
+    assert run.resolve(Workspace(workspace), "base").kind == "base"
     with pytest.raises(UsageError, match="no adapter or eval run 'nope'") as err:
-        run.resolve(workspace, "nope")
+        run.resolve(Workspace(workspace), "nope")
     assert "train sft" in err.value.hint
     with pytest.raises(UsageError, match="neither an adapter"):
-        run.resolve(workspace, str(workspace / "dataset"))
+        run.resolve(Workspace(workspace), str(workspace / "dataset"))
 
 
 def test_missing_empty_or_damaged_dataset(tmp_path: Path, workspace: Path) -> None:
     with pytest.raises(DatasetError, match="no dataset") as err:
-        run.load_test(tmp_path / "fresh")
+        run.load_test(Workspace(tmp_path / "fresh"))
     assert "wechat-avatar dataset" in err.value.hint
     test = workspace / "dataset" / "messages" / "test.jsonl"
     test.write_text("", encoding="utf-8")
     with pytest.raises(DatasetError, match="test split is empty") as err:
-        run.load_test(workspace)
+        run.load_test(Workspace(workspace))
     assert "--test-ratio" in err.value.hint
     test.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n', encoding="utf-8")
     with pytest.raises(DatasetError, match=r"test.jsonl:1 is not a chat sample"):
-        run.load_test(workspace)
+        run.load_test(Workspace(workspace))
 
 
 def test_cli_eval_reads_saved_runs_and_prints_the_table(workspace: Path) -> None:

@@ -20,6 +20,7 @@ from conftest import run_cli
 from wechat_avatar.config import AvatarConfig
 from wechat_avatar.ingest import ingest
 from wechat_avatar.store import Store
+from wechat_avatar.workspace import Workspace
 
 # format -> {phone category: the category it has there} for the kinds whose text loses detail
 LOSSES: dict[str, dict[str, str]] = {
@@ -47,8 +48,8 @@ def stored(workspace: Path, chat: str = "v.chat_id") -> list[tuple[Any, ...]]:
 
 
 def ingest_into(workspace: Path, *paths: Path, self_wxid: str | None = None) -> list[Any]:
-    with Store.open(workspace) as store:
-        return ingest(list(paths), store, AvatarConfig(), self_wxid=self_wxid)
+    with Store.open(Workspace(workspace)) as store:
+        return ingest(list(paths), store, AvatarConfig(ingest={"self_wxid": self_wxid}))
 
 
 @pytest.fixture(scope="module")

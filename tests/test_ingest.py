@@ -11,6 +11,7 @@ from typing import Any
 from conftest import IMEI, UIN, build_android_db, run_cli
 
 from wechat_avatar import android_crypto
+from wechat_avatar.workspace import Workspace
 
 FIXTURES = Path(__file__).parent / "fixtures" / "render"
 KEY = android_crypto.android_key(IMEI, UIN)
@@ -183,7 +184,7 @@ def test_parallel_ingest_stores_exactly_what_serial_ingest_does(export: Any, tmp
         cfg = AvatarConfig()
         cfg.ingest.render_workers = workers
         cfg.ingest.batch_size = 100  # many batches in flight at once
-        with Store.open(tmp_path / name) as store:
+        with Store.open(Workspace(tmp_path / name)) as store:
             [report] = pipeline.ingest([export.csv_dir], store, cfg)
         assert report.read == report.added == json.loads(export.manifest_path.read_text())["messages"]
     assert rows(tmp_path / "parallel") == rows(tmp_path / "serial")

@@ -20,6 +20,7 @@ from wechat_avatar.sources.base import BadRecord, Hints
 from wechat_avatar.sources.detect import open_sources
 from wechat_avatar.staging import message_row
 from wechat_avatar.store import Store
+from wechat_avatar.workspace import Workspace
 
 TABLES = {"messages": "id", "merges": "rowid", "chats": "id", "contacts": "wxid", "members": "chat_id, wxid"}
 
@@ -84,7 +85,7 @@ def test_fast_ingest_stores_what_the_plain_path_stores(
     for name, ingest in (("plain", plain_ingest), ("fast", fast_ingest)):
         for _ in range(2):  # the second time adds nothing
             for fmt in order:
-                with Store.open(tmp_path / name) as store:
+                with Store.open(Workspace(tmp_path / name)) as store:
                     ingest(paths[fmt], store, cfg)
     fast, plain = tables(tmp_path / "fast"), tables(tmp_path / "plain")
     assert len(fast["messages"]) == 1500 and fast == plain
@@ -102,7 +103,7 @@ def test_a_source_id_seen_twice_in_a_bulk_load_is_stored_once(
     (copy.parent / "users.json").write_bytes((first.parent / "users.json").read_bytes())
     paths = [formats["pywxdump"].path, export]
     for name, ingest in (("plain", plain_ingest), ("fast", fast_ingest)):
-        with Store.open(tmp_path / name) as store:
+        with Store.open(Workspace(tmp_path / name)) as store:
             ingest(paths, store, cfg)
     fast, plain = tables(tmp_path / "fast"), tables(tmp_path / "plain")
     assert len(fast["messages"]) == 1500 and fast == plain

@@ -12,6 +12,7 @@ from wechat_avatar.errors import UsageError, WorkspaceError
 from wechat_avatar.render import Rendered
 from wechat_avatar.staging import MESSAGE_COLUMNS, merge_key, message_row
 from wechat_avatar.store import MIGRATIONS, Store
+from wechat_avatar.workspace import Workspace
 
 
 def msg(i: int, chat: str = "wxid_hu", sender: str = "wxid_hu", text: str = "hi") -> tuple[Message, Rendered]:
@@ -20,9 +21,9 @@ def msg(i: int, chat: str = "wxid_hu", sender: str = "wxid_hu", text: str = "hi"
 
 
 def test_schema_is_migrated_once_and_recorded(tmp_path: Path) -> None:
-    with Store.open(tmp_path) as store:
+    with Store.open(Workspace(tmp_path)) as store:
         assert store.schema_version == MIGRATIONS[-1][0]
-    with Store.open(tmp_path) as store:
+    with Store.open(Workspace(tmp_path)) as store:
         rows = store.conn.execute("SELECT version, name FROM schema_migrations").fetchall()
     assert rows == [(v, n) for v, n, _ in MIGRATIONS]
 
@@ -39,7 +40,7 @@ def test_a_store_of_schema_2_keeps_every_row_through_migrations_3_and_4(tmp_path
     old.execute("INSERT INTO merges VALUES ('pc3:me', 'MSG0:1', 1, 'server_id')")
     before = old.execute("SELECT * FROM messages ORDER BY id").fetchall()
     old.close()
-    with Store.open(tmp_path) as store:
+    with Store.open(Workspace(tmp_path)) as store:
         assert store.conn.execute("SELECT * FROM messages ORDER BY id").fetchall() == before
         assert store.conn.execute("SELECT text FROM message_view ORDER BY id").fetchall() == [("好",), ("在吗",)]
         assert not store.conn.execute("PRAGMA foreign_key_check").fetchall()
@@ -52,7 +53,7 @@ def test_a_store_of_schema_2_keeps_every_row_through_migrations_3_and_4(tmp_path
 
 
 def test_store_opens_in_any_sqlite_tool(tmp_path: Path) -> None:
-    with Store.open(tmp_path) as store:
+    with Store.open(Workspace(tmp_path)) as store:
         store.set_account(Account("wxid_me", "乌冬面"))
         store.insert_messages([msg(1)])
     conn = sqlite3.connect(tmp_path / "chat.db")
@@ -62,14 +63,14 @@ def test_store_opens_in_any_sqlite_tool(tmp_path: Path) -> None:
 
 
 def test_reinserting_adds_nothing(tmp_path: Path) -> None:
-    with Store.open(tmp_path) as store:
+    with Store.open(Workspace(tmp_path)) as store:
         assert store.insert_messages([msg(1), msg(2)]) == 2
         assert store.insert_messages([msg(2), msg(3)]) == 1
         assert store.count("messages") == 3 and store.count("chats") == 1
 
 
 def test_contacts_merge_without_blanking_known_fields(tmp_path: Path) -> None:
-    with Store.open(tmp_path) as store:
+    with Store.open(Workspace(tmp_path)) as store:
         store.upsert_contacts([Contact("wxid_a", nickname="A", kind=ContactKind.STRANGER)])
         store.upsert_contacts([Contact("wxid_a", remark="阿A", kind=ContactKind.FRIEND)])
         store.upsert_members([Member("1@chatroom", "wxid_a", "群名A")])
@@ -80,7 +81,7 @@ def test_contacts_merge_without_blanking_known_fields(tmp_path: Path) -> None:
 
 
 def test_group_sender_name_prefers_group_nickname(tmp_path: Path) -> None:
-    with Store.open(tmp_path) as store:
+    with Store.open(Workspace(tmp_path)) as store:
         store.set_account(Account("wxid_me", "乌冬面"))
         store.upsert_contacts([Contact("wxid_a", nickname="A", remark="同事A"), Contact("wxid_b", nickname="B"),
                                Contact("1@chatroom", nickname="开黑群", kind=ContactKind.GROUP)])  # fmt: skip
@@ -93,7 +94,7 @@ def test_group_sender_name_prefers_group_nickname(tmp_path: Path) -> None:
 
 
 def test_one_account_per_workspace(tmp_path: Path) -> None:
-    with Store.open(tmp_path) as store:
+    with Store.open(Workspace(tmp_path)) as store:
         store.set_account(Account("wxid_me", "乌冬面"))
         store.set_account(Account("wxid_me", ""))  # same account again: fine, nickname kept
         with pytest.raises(WorkspaceError, match="wxid_me's history"):
@@ -102,7 +103,7 @@ def test_one_account_per_workspace(tmp_path: Path) -> None:
 
 
 def test_failed_transaction_leaves_store_unchanged(tmp_path: Path) -> None:
-    with Store.open(tmp_path) as store:
+    with Store.open(Workspace(tmp_path)) as store:
         store.insert_messages([msg(1)])
         with pytest.raises(RuntimeError), store.transaction():
             store.insert_messages([msg(2), msg(3)])
@@ -112,14 +113,14 @@ def test_failed_transaction_leaves_store_unchanged(tmp_path: Path) -> None:
 
 def test_missing_store_and_unusable_workspace(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no chat store"):
-        Store.open(tmp_path / "nothing", create=False)
+        Store.open(Workspace(tmp_path / "nothing"), create=False)
     (tmp_path / "file").write_text("x")
     with pytest.raises(WorkspaceError, match="cannot use workspace"):
-        Store.open(tmp_path / "file" / "ws")
+        Store.open(Workspace(tmp_path / "file" / "ws"))
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "chat.db").write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(WorkspaceError):
-        Store.open(tmp_path / "junk")
+        Store.open(Workspace(tmp_path / "junk"))
 
 
 def row(source: str, sid: str, text: str, second: int, server: int | None = None, base: int = 1) -> tuple:
@@ -135,7 +136,7 @@ def test_a_second_source_merges_on_server_id_then_merge_key(tmp_path: Path) -> N
           row("pc3:me", "MSG0:4", "图片", 102, 14, base=3), row("pc3:me", "MSG0:5", "新的", 103)]  # fmt: skip
     export = [row("memotrace:me", f"c:{i}", text, second) for i, (text, second) in
               enumerate([("好", 100), ("好", 100), ("好", 100), ("在吗", 101), ("新的", 103)])]  # fmt: skip
-    with Store.open(tmp_path) as store:
+    with Store.open(Workspace(tmp_path)) as store:
         first = store.writer("android:me")
         assert not first.merging and first.write(phone) == (4, 0)
         assert store.writer("pc3:me").write(pc) == (2, 3)  # 1, 2 and 4 by server id

@@ -6,44 +6,35 @@ only the last `dataset.context_window` messages are kept, as in training.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from wechat_avatar.config import AvatarConfig
+from wechat_avatar.config import AvatarConfig, ChatConfig
+from wechat_avatar.dataset.splits import self_name
 from wechat_avatar.generate import BUBBLE, bubbles, generate_replies
 from wechat_avatar.models.load import Loaded, load_for_inference
-
-
-def default_adapter(workspace: Path) -> Path | None:
-    path = workspace / "adapters" / "sft"
-    return path if (path / "adapter_config.json").is_file() else None
-
-
-def self_name(workspace: Path) -> str:
-    """The avatar's name as the dataset knew it (the system prompt uses it)."""
-    manifest = workspace / "dataset" / "manifest.json"
-    if manifest.is_file():
-        return json.loads(manifest.read_text(encoding="utf-8")).get("self_name") or "我"
-    return "我"
+from wechat_avatar.workspace import Workspace
 
 
 class ChatSession:
-    def __init__(self, loaded: Loaded, name: str, system: str, friend: str, window: int) -> None:
+    def __init__(self, loaded: Loaded, name: str, system: str, friend: str, window: int,
+                 generation: ChatConfig) -> None:  # fmt: skip
         self.loaded, self.name, self.friend, self.window = loaded, name, friend, window
+        self.generation = generation
         self.system = {"role": "system", "content": system}
         self.turns: list[dict[str, str]] = []
         self.said = 0
 
     @classmethod
-    def open(cls, workspace: Path, cfg: AvatarConfig, adapter: Path | None, friend: str) -> ChatSession:
-        loaded = load_for_inference(workspace, cfg, adapter or default_adapter(workspace))
+    def open(cls, workspace: Workspace, cfg: AvatarConfig, adapter: Path | None, friend: str) -> ChatSession:
+        loaded = load_for_inference(workspace, cfg, adapter or workspace.trained_adapter())
         name = self_name(workspace)
-        return cls(loaded, name, cfg.dataset.system_prompt.format(name=name), friend, cfg.dataset.context_window)
+        return cls(loaded, name, cfg.dataset.system_prompt.format(name=name), friend, cfg.dataset.context_window,
+                   cfg.chat)  # fmt: skip
 
     def describe(self) -> str:
         return f"{self.loaded.base}" + (f" + {self.loaded.adapter}" if self.loaded.adapter else ", no adapter")
 
-    def say(self, text: str, seed: int = 0, **generation: float | int) -> list[str]:
+    def say(self, text: str) -> list[str]:
         """The friend says `text`; returns the avatar's bubbles (and remembers both).
 
         Each turn samples with seed + its number: a session replays exactly, yet turns differ.
@@ -51,8 +42,10 @@ class ChatSession:
         self.said += 1
         self.turns.append({"role": "user", "content": f"{self.friend}:{' '.join(text.splitlines())}"})
         self._trim()
+        g = self.generation
         reply = generate_replies(self.loaded.model, self.loaded.tokenizer, [[self.system, *self.turns]],
-                                 seed=seed + self.said, **generation)[0]  # type: ignore[arg-type]  # fmt: skip
+                                 max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
+                                 seed=g.seed + self.said)[0]  # fmt: skip
         parts = bubbles(reply) or ["…"]
         self.turns.append({"role": "assistant", "content": BUBBLE.join(parts)})
         return parts

@@ -14,11 +14,11 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -35,6 +35,7 @@ from rich.text import Text
 from wechat_avatar import __version__
 from wechat_avatar.config import AvatarConfig, commented_yaml, load_config
 from wechat_avatar.errors import AvatarError, UsageError
+from wechat_avatar.workspace import Workspace
 
 app = typer.Typer(
     name="wechat-avatar",
@@ -55,6 +56,7 @@ ConfigOpt = Annotated[
     typer.Option("--config", "-c", help="avatar.yaml to read (default: ./avatar.yaml if it exists)."),
 ]
 DEFAULT_WORKSPACE = Path("workspace")
+S = TypeVar("S", bound=BaseModel)
 
 
 def _config(path: Path | None, preset: str | None = None) -> AvatarConfig:
@@ -63,6 +65,20 @@ def _config(path: Path | None, preset: str | None = None) -> AvatarConfig:
     if path is not None and not path.is_file():
         raise UsageError(f"config file not found: {path}", hint="`wechat-avatar init` writes one")
     return load_config(path, preset)
+
+
+def _overlay(section: S, flags: dict[str, Any], names: dict[str, str] | None = None) -> S:
+    """The config section with the flags that were given (not None) over it, validated by the section.
+
+    `names` maps a field to its flag where they differ (session_gap_hours: --session-gap)."""
+    given = {field: value for field, value in flags.items() if value is not None}
+    try:
+        return type(section).model_validate({**section.model_dump(), **given})
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = str(first["loc"][0])
+        flag = (names or {}).get(field) or "--" + field.replace("_", "-")
+        raise UsageError(f"{flag}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
 @contextmanager
@@ -156,7 +172,8 @@ def ingest(
         str | None, typer.Option(help="Zone of exports' local-time strings (default Asia/Shanghai).")
     ] = None,
     self_wxid: Annotated[
-        str | None, typer.Option("--self", help="Your wxid, where an input does not say whose history it is.")
+        str | None,
+        typer.Option("--self", help="Your wxid, where an input does not say whose history it is (ingest.self_wxid)."),
     ] = None,
 ) -> None:
     """Read WeChat exports into WORKSPACE/chat.db (re-ingesting adds nothing twice).
@@ -171,18 +188,14 @@ def ingest(
     from wechat_avatar.store import Store
 
     cfg = _config(config)
-    overrides = {k: v for k, v in {"imei": imei, "uin": uin, "key": key, "timezone": timezone}.items() if v is not None}
-    try:
-        cfg.ingest = type(cfg.ingest).model_validate({**cfg.ingest.model_dump(), **overrides})
-    except ValidationError as error:
-        first = error.errors()[0]
-        raise UsageError(f"--{first['loc'][0]}: {first['msg'].removeprefix('Value error, ')}") from None
+    flags = {"imei": imei, "uin": uin, "key": key, "timezone": timezone, "self_wxid": self_wxid}
+    cfg.ingest = _overlay(cfg.ingest, flags, {"self_wxid": "--self"})
     if key:
         from wechat_avatar.android_crypto import check_key
 
         check_key(key)
-    with Store.open(workspace) as store, _progress() as progress:
-        reports = run_ingest(paths, store, cfg, progress, self_wxid=self_wxid)
+    with Store.open(Workspace(workspace)) as store, _progress() as progress:
+        reports = run_ingest(paths, store, cfg, progress)
         totals = {t: store.count(t) for t in ("messages", "chats", "contacts")}
     for r in reports:
         skipped = ", ".join(f"{n} {why}" for why, n in r.skipped.most_common()) or "none"
@@ -218,7 +231,7 @@ def messages(
     from wechat_avatar.store import Store
 
     tz = ZoneInfo(_config(config).ingest.timezone)
-    with Store.open(workspace, create=False) as store:
+    with Store.open(Workspace(workspace), create=False) as store:
         for row in store.iter_view(chat=chat, limit=limit):
             sys.stdout.write(json.dumps(message_json(row, tz), ensure_ascii=False) + "\n")
 
@@ -234,7 +247,7 @@ def stats(
     from wechat_avatar.store import Store
 
     tz = ZoneInfo(_config(config).ingest.timezone)
-    with Store.open(workspace, create=False) as store:
+    with Store.open(Workspace(workspace), create=False) as store:
         summary = store_stats(store, tz)
     if as_json:
         out.print_json(data=summary)
@@ -282,20 +295,15 @@ def dataset(
     from wechat_avatar.store import Store
 
     cfg = _config(config)
-    overrides = {"formats": fmt, "test_ratio": test_ratio, "context_window": context_window,
-                 "session_gap_hours": session_gap}  # fmt: skip
-    try:
-        cfg.dataset = type(cfg.dataset).model_validate(
-            {**cfg.dataset.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
-        )
-    except ValidationError as error:
-        first = error.errors()[0]
-        raise UsageError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
-    with Store.open(workspace, create=False) as store, _progress() as progress:
-        result = build_dataset(store, workspace, cfg, progress("dataset", store.count("messages")))
+    flags = {"formats": fmt, "test_ratio": test_ratio, "context_window": context_window,
+             "session_gap_hours": session_gap}  # fmt: skip
+    cfg.dataset = _overlay(cfg.dataset, flags, {"formats": "--format", "session_gap_hours": "--session-gap"})
+    ws = Workspace(workspace)
+    with Store.open(ws, create=False) as store, _progress() as progress:
+        result = build_dataset(store, ws, cfg, progress("dataset", store.count("messages")))
     for line in summary_lines(result.stats):
         out.print(Text(line))
-    out.print(f"wrote {len(result.files)} files to {result.path}; report: {result.path / 'report.html'}")
+    out.print(f"wrote {len(result.files)} files to {result.path}; report: {ws.dataset_report}")
 
 
 train_app = typer.Typer(
@@ -336,31 +344,36 @@ def eval_(
         typer.Option(help="Also score: an adapter folder, `base`, or an earlier eval folder (read, not rerun)."),
     ] = None,
     samples: Annotated[
-        int | None, typer.Option(min=1, help="Held-out samples scored, the same seeded subset (default: eval.samples).")
+        int | None, typer.Option(help="Held-out samples scored, the same seeded subset (default: eval.samples).")
     ] = None,
     name: Annotated[str | None, typer.Option(help="Output folder WORKSPACE/eval/NAME (default: the runs).")] = None,
     max_new_tokens: Annotated[
-        int | None, typer.Option(min=1, max=2048, help="Longest generated reply (default: eval.max_new_tokens).")
+        int | None, typer.Option(help="Longest generated reply (default: eval.max_new_tokens).")
     ] = None,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature (default: eval.temperature).")] = None,
+    top_p: Annotated[float | None, typer.Option(help="Nucleus sampling mass (default: eval.top_p).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed (default: eval.seed).")] = None,
 ) -> None:
     """Score replies on the held-out split: perplexity, BLEU/ROUGE, distinct, style, civility, privacy.
 
     Writes WORKSPACE/eval/NAME/metrics.json and a report.html that compares every run side by side.
     """
     from wechat_avatar.eval.report import summary_by_metric
-    from wechat_avatar.eval.run import EvalOptions, evaluate
+    from wechat_avatar.eval.run import REPORT_FILE, evaluate
 
     cfg = _config(config, preset)
+    flags = {"samples": samples, "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
+             "seed": seed}  # fmt: skip
+    cfg.eval = _overlay(cfg.eval, flags)
     _quiet_ml()
-    options = EvalOptions(samples=samples or cfg.eval.samples, max_new_tokens=max_new_tokens or cfg.eval.max_new_tokens)
     with _progress() as progress:
-        result = evaluate(workspace, cfg, adapter, compare or [], options, name=name, progress=progress)
+        result = evaluate(Workspace(workspace), cfg, adapter, compare or [], name=name, progress=progress)
     headers, rows = summary_by_metric(result.metrics)
     table = Table(*headers, title=f"{result.metrics['dataset']['samples']} held-out samples")
     for row in rows:
         table.add_row(*map(escape, row))
     out.print(table)
-    out.print(f"report: {result.path / 'report.html'}")
+    out.print(f"report: {result.path / REPORT_FILE}")
 
 
 @train_app.command("pretrain")
@@ -371,7 +384,8 @@ def train_pretrain(workspace: WorkspaceOpt = DEFAULT_WORKSPACE, config: ConfigOp
     Writes WORKSPACE/models/tiny-qwen2/. `train sft` runs this itself when the model is missing or stale.
     """
     from wechat_avatar.models.load import TINY
-    from wechat_avatar.models.tiny import build_tiny
+    from wechat_avatar.models.tiny import BUILD_FILE
+    from wechat_avatar.train.pretrain import build_tiny
 
     cfg = _config(config, preset)
     if cfg.model.base != TINY:
@@ -379,8 +393,8 @@ def train_pretrain(workspace: WorkspaceOpt = DEFAULT_WORKSPACE, config: ConfigOp
                          hint="other models come pretrained: run `wechat-avatar train sft`")  # fmt: skip
     _quiet_ml()
     with _progress() as progress:
-        path = build_tiny(workspace, cfg.model.tiny, progress)
-    record = json.loads((path / "build.json").read_text(encoding="utf-8"))
+        path = build_tiny(Workspace(workspace), cfg.model.tiny, progress)
+    record = json.loads((path / BUILD_FILE).read_text(encoding="utf-8"))
     out.print(f"built {path}: {record['parameters']:,} parameters, vocabulary {record['vocab_size']:,}, "
               f"{record['pretrain_tokens']:,} tokens; loss {record['loss'][0]} -> {record['loss'][-1]} "
               f"in {record['seconds']} s\nNext: [bold]wechat-avatar train sft --workspace {workspace}[/]")  # fmt: skip
@@ -404,15 +418,11 @@ def train_sft(
     from wechat_avatar.train.sft import run_sft
 
     cfg = _config(config, preset)
-    overrides = {k: v for k, v in {"max_steps": max_steps, "epochs": epochs}.items() if v is not None}
-    try:
-        cfg.sft = type(cfg.sft).model_validate({**cfg.sft.model_dump(), **overrides})
-    except ValidationError as error:
-        first = error.errors()[0]
-        raise UsageError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+    cfg.sft = _overlay(cfg.sft, {"max_steps": max_steps, "epochs": epochs})
     _quiet_ml()
     with _progress() as progress:
-        path, summary = run_sft(workspace, cfg, resume=resume, progress=progress, log=lambda s: err.print(Text(s)))
+        path, summary = run_sft(Workspace(workspace), cfg, resume=resume, progress=progress,
+                                log=lambda s: err.print(Text(s)))  # fmt: skip
     out.print(f"{summary['steps']} steps in {summary['seconds']} s; held-out loss {summary['eval_loss_before']} "
               f"-> {summary['eval_loss_after']}\nadapter: {path} (loss curve: {path / 'loss.svg'})\n"
               f"Next: [bold]wechat-avatar eval --workspace {workspace}[/] or [bold]wechat-avatar chat[/]")  # fmt: skip
@@ -424,19 +434,25 @@ def run(
     config: ConfigOpt = None,
     preset: PresetOpt = None,
     force: Annotated[bool, typer.Option(help="Run every stage, fresh or not.")] = False,
+    ingest_paths: Annotated[
+        list[str] | None,
+        typer.Option("--ingest", help="An export to ingest, instead of avatar.yaml's ingest_paths (repeatable)."),
+    ] = None,
 ) -> None:
     """Every stage in order — ingest, dataset, pretrain (tiny preset), sft, eval — skipping
     stages whose outputs are newer than their inputs and were made with the same settings.
 
-    Ingest reads avatar.yaml's ingest_paths. Change a setting and only the stages that read
+    Ingest reads avatar.yaml's ingest_paths (or --ingest). Change a setting and only the stages that read
     it (and those after them) run again.
     """
     from wechat_avatar.pipeline import run_pipeline
 
     cfg = _config(config, preset)
+    if ingest_paths:
+        cfg.ingest_paths = ingest_paths
     _quiet_ml()
     with _progress() as progress:
-        done = run_pipeline(workspace, cfg, force=force, progress=progress, log=lambda s: err.print(Text(s)))
+        done = run_pipeline(Workspace(workspace), cfg, force=force, progress=progress, log=lambda s: err.print(Text(s)))
     table = Table("stage", "result", title=f"wechat-avatar run ({cfg.preset})")
     for name, summary in done:
         table.add_row(name, escape(summary))
@@ -453,9 +469,13 @@ def chat(
     message: Annotated[
         list[str] | None, typer.Option("--message", "-m", help="Say this and exit (repeatable); default: interactive.")
     ] = None,
-    temperature: Annotated[float, typer.Option(min=0, help="Sampling temperature (0 = greedy).")] = 0.7,
-    max_new_tokens: Annotated[int, typer.Option(min=1, max=2048, help="Longest reply in tokens.")] = 64,
-    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    temperature: Annotated[
+        float | None, typer.Option(help="Sampling temperature, 0 = greedy (default: chat.temperature).")
+    ] = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help="Longest reply in tokens (default: chat.max_new_tokens).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed (default: chat.seed).")] = None,
 ) -> None:
     """Talk to your avatar in the terminal as one of your friends; replies show as separate bubbles.
 
@@ -464,13 +484,13 @@ def chat(
     from wechat_avatar.chat import ChatSession
 
     cfg = _config(config)
+    cfg.chat = _overlay(cfg.chat, {"temperature": temperature, "max_new_tokens": max_new_tokens, "seed": seed})
     _quiet_ml()
-    session = ChatSession.open(workspace, cfg, adapter, friend)
+    session = ChatSession.open(Workspace(workspace), cfg, adapter, friend)
     err.print(Text(f"talking to {session.name} ({session.describe()}) as {friend}"))
     lines = iter(message) if message else _prompt_lines(friend)
     for line in lines:
-        for n, bubble in enumerate(session.say(line, temperature=temperature, max_new_tokens=max_new_tokens,
-                                               seed=seed)):  # fmt: skip
+        for n, bubble in enumerate(session.say(line)):
             out.print(Text.assemble((f"{session.name}: " if n == 0 else " " * (len(session.name) + 2), "bold green"),
                                     bubble))  # fmt: skip
 
@@ -490,8 +510,8 @@ def _prompt_lines(friend: str) -> Iterator[str]:
 @app.command()
 def types() -> None:
     """List message categories, their default placeholders, and which are dropped from training."""
+    from wechat_avatar.categories import CATEGORIES
     from wechat_avatar.config import DEFAULT_DROP
-    from wechat_avatar.render import CATEGORIES
 
     table = Table("category", "placeholder", "dropped", "what it is")
     for c in CATEGORIES.values():

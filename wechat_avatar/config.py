@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from wechat_avatar.categories import CATEGORIES
 from wechat_avatar.errors import ConfigError
 
 # Categories dropped from training by default: they are not things the person "said".
@@ -38,6 +39,11 @@ class IngestConfig(Section):
     )
     key: str | None = Field(
         None, description="The 7-hex-char database key, if you already know it (overrides imei/uin)."
+    )
+    self_wxid: str | None = Field(
+        None,
+        description="Your wxid (`ingest --self`): whose history an export is, where it does not say (PyWxDump writes "
+        "'我', chatlog and MemoTrace may name no one). Android and PC databases say it themselves.",
     )
     timezone: str = Field(
         "Asia/Shanghai",
@@ -86,8 +92,6 @@ class RenderConfig(Section):
     @field_validator("placeholders", "drop")
     @classmethod
     def _known_categories(cls, value: Any) -> Any:
-        from wechat_avatar.render import CATEGORIES  # render imports this module; import late
-
         names = value.keys() if isinstance(value, dict) else value
         unknown = sorted(set(names) - set(CATEGORIES))
         if unknown:
@@ -253,13 +257,26 @@ class SFTConfig(Section):
 
 
 class EvalConfig(Section):
-    """Held-out evaluation (`wechat-avatar eval`, whose flags override these, and `run`)."""
+    """Held-out evaluation (`wechat-avatar eval`, whose flags override these, and `run`). Recorded in metrics.json."""
 
     samples: int = Field(100, ge=1, description="Held-out samples scored (the same seeded subset for every run).")
     max_new_tokens: int = Field(48, ge=1, le=2048, description="Longest generated reply, in tokens.")
+    temperature: float = Field(0.7, ge=0, le=5, description="Sampling temperature of generated replies (0 = greedy).")
+    top_p: float = Field(0.9, gt=0, le=1, description="Nucleus sampling: keep the smallest token set of this mass.")
+    seed: int = Field(0, description="Sampling seed: the same seed gives the same replies.")
+    batch_size: int = Field(8, ge=1, le=512, description="Conversations generated at once.")
     compare_base: bool = Field(
         True, description="`run` also scores the base model without the adapter, side by side (eval: --compare base)."
     )
+
+
+class ChatConfig(Section):
+    """Talking to the avatar in the terminal (`wechat-avatar chat`, whose flags override these)."""
+
+    temperature: float = Field(0.7, ge=0, le=5, description="Sampling temperature (0 = greedy).")
+    top_p: float = Field(0.9, gt=0, le=1, description="Nucleus sampling: keep the smallest token set of this mass.")
+    max_new_tokens: int = Field(64, ge=1, le=2048, description="Longest reply, in tokens.")
+    seed: int = Field(0, description="Sampling seed; each turn samples with seed + its number.")
 
 
 PRESETS_DIR = Path(__file__).parent / "presets"
@@ -287,6 +304,7 @@ class AvatarConfig(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     sft: SFTConfig = Field(default_factory=SFTConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    chat: ChatConfig = Field(default_factory=ChatConfig)
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

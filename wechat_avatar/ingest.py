@@ -190,11 +190,10 @@ def ingest(
     store: Store,
     cfg: AvatarConfig,
     progress: ProgressHook | None = None,
-    self_wxid: str | None = None,
 ) -> list[SourceReport]:
-    """Ingest every source found in `paths`; `self_wxid` (--self) says whose history an export is."""
+    """Ingest every source found in `paths`; `cfg.ingest.self_wxid` (--self) says whose history an export is."""
     account = store.account
-    hints = Hints(self_wxid=self_wxid, timezone=cfg.ingest.timezone, names=store.contact_names,
+    hints = Hints(self_wxid=cfg.ingest.self_wxid, timezone=cfg.ingest.timezone, names=store.contact_names,
                   account=lambda: (a.wxid if (a := account()) else None))  # fmt: skip
     reports = []
     with quiet_gc():

@@ -31,9 +31,7 @@ def message_json(row: sqlite3.Row, tz: ZoneInfo) -> dict[str, Any]:
 def store_stats(store: Store, tz: ZoneInfo) -> dict[str, Any]:
     """Everything `wechat-avatar stats` shows, as plain data (also printed with --json)."""
     account = store.account()
-    first, last, own = store.conn.execute(
-        "SELECT min(ts_ms), max(ts_ms), coalesce(sum(is_self), 0) FROM messages"
-    ).fetchone()
+    first, last, own = store.time_span()
 
     def when(ms: int | None) -> str | None:
         return datetime.fromtimestamp(ms / 1000, tz).isoformat(timespec="seconds") if ms is not None else None
@@ -45,30 +43,11 @@ def store_stats(store: Store, tz: ZoneInfo) -> dict[str, Any]:
         "own_messages": own,
         "first": when(first),
         "last": when(last),
-        "chats": dict(store.grouped("SELECT kind, count(*) FROM chats GROUP BY kind ORDER BY kind")),
-        "contacts": dict(store.grouped("SELECT kind, count(*) FROM contacts GROUP BY kind ORDER BY kind")),
-        "by_category": dict(
-            store.grouped("SELECT category, count(*) n FROM messages GROUP BY category ORDER BY n DESC")
-        ),
-        "by_status": dict(
-            store.grouped("SELECT render_status, count(*) n FROM messages GROUP BY render_status ORDER BY n DESC")
-        ),
-        "by_type": [
-            {"type": t, "subtype": s, "count": n}
-            for t, s, n in store.grouped(
-                "SELECT base_type, sub_type, count(*) n FROM messages GROUP BY 1, 2 ORDER BY n DESC"
-            )
-        ],
-        "top_chats": [
-            {"chat": name, "kind": kind, "messages": n}
-            for name, kind, n in store.grouped(
-                "SELECT chat_name, chat_kind, count(*) n FROM message_view GROUP BY chat_id ORDER BY n DESC LIMIT 10"
-            )
-        ],
-        "ingests": [
-            {"source": s, "kind": k, "path": p, "finished_at": f, "read": r, "added": a, "merged": m, "skipped": sk}
-            for s, k, p, f, r, a, m, sk in store.grouped(
-                "SELECT source, kind, path, finished_at, read, added, merged, skipped FROM ingests ORDER BY id"
-            )
-        ],
+        "chats": dict(sorted(store.count_by("chats", "kind").items())),
+        "contacts": dict(sorted(store.count_by("contacts", "kind").items())),
+        "by_category": store.count_by("messages", "category"),
+        "by_status": store.count_by("messages", "render_status"),
+        "by_type": [{"type": t, "subtype": s, "count": n} for t, s, n in store.type_counts()],
+        "top_chats": [{"chat": name, "kind": kind, "messages": n} for name, kind, n in store.busiest_chats(10)],
+        "ingests": [dict(row) for row in store.ingest_history()],
     }

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from wechat_avatar.config import AvatarConfig
 from wechat_avatar.errors import UsageError
+from wechat_avatar.workspace import Workspace
 
 Progress = Callable[[str, int | None], Callable[..., None]]
 Log = Callable[[str], None]
@@ -42,42 +43,42 @@ def _digest(settings: Any) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def stages(workspace: Path, cfg: AvatarConfig, progress: Progress | None, log: Log) -> list[Stage]:
-    from wechat_avatar.models.load import TINY, tiny_dir
+def stages(workspace: Workspace, cfg: AvatarConfig, progress: Progress | None, log: Log) -> list[Stage]:
+    from wechat_avatar.eval.run import METRICS_FILE, RUN_NAME
+    from wechat_avatar.models.load import RUN_FILE, TINY
+    from wechat_avatar.models.tiny import BUILD_FILE
 
-    manifest = workspace / "dataset" / "manifest.json"
-    adapter_run = workspace / "adapters" / "sft" / "run.json"
+    ws = workspace
+    adapter_run = ws.adapter() / RUN_FILE
+    tiny_build = ws.tiny_model / BUILD_FILE
     tiny = cfg.model.base == TINY
     paths = [Path(p).expanduser() for p in cfg.ingest_paths]
     out = [
-        Stage("ingest", workspace / "chat.db", paths,
+        Stage("ingest", ws.store, paths,
               {"ingest": cfg.ingest.model_dump(), "render": cfg.render.model_dump(), "paths": cfg.ingest_paths},
-              lambda: _ingest(workspace, cfg, paths, progress)),
-        Stage("dataset", manifest, [workspace / "chat.db"], cfg.dataset.model_dump(),
-              lambda: _dataset(workspace, cfg, progress)),
+              lambda: _ingest(ws, cfg, paths, progress)),
+        Stage("dataset", ws.manifest, [ws.store], cfg.dataset.model_dump(), lambda: _dataset(ws, cfg, progress)),
     ]  # fmt: skip
     if tiny:
-        out.append(Stage("pretrain", tiny_dir(workspace) / "build.json", [manifest], cfg.model.tiny.model_dump(),
-                         lambda: _pretrain(workspace, cfg, progress)))  # fmt: skip
-    base_inputs = [tiny_dir(workspace) / "build.json"] if tiny else []
+        out.append(Stage("pretrain", tiny_build, [ws.manifest], cfg.model.tiny.model_dump(),
+                         lambda: _pretrain(ws, cfg, progress)))  # fmt: skip
     out += [
-        Stage("sft", adapter_run, [manifest, *base_inputs],
+        Stage("sft", adapter_run, [ws.manifest, *([tiny_build] if tiny else [])],
               {"model": cfg.model.model_dump(), "sft": cfg.sft.model_dump()},
-              lambda: _sft(workspace, cfg, progress, log)),
-        Stage("eval", workspace / "eval" / "run" / "metrics.json", [adapter_run], cfg.eval.model_dump(),
-              lambda: _eval(workspace, cfg, progress)),
+              lambda: _sft(ws, cfg, progress, log)),
+        Stage("eval", ws.eval_run(RUN_NAME) / METRICS_FILE, [adapter_run], cfg.eval.model_dump(),
+              lambda: _eval(ws, cfg, progress)),
     ]  # fmt: skip
     return out
 
 
-def run_pipeline(workspace: Path, cfg: AvatarConfig, *, force: bool = False, progress: Progress | None = None,
+def run_pipeline(workspace: Workspace, cfg: AvatarConfig, *, force: bool = False, progress: Progress | None = None,
                  log: Log = print) -> list[tuple[str, str]]:  # fmt: skip
     """Run what is stale, in order; returns (stage, what happened) for each."""
-    stamps = workspace / ".stamps"
     done: list[tuple[str, str]] = []
     rerun = force
     for stage in stages(workspace, cfg, progress, log):
-        stamp = stamps / f"{stage.name}.json"
+        stamp = workspace.stamp(stage.name)
         digest = _digest(stage.settings)
         fresh = (
             stage.output.is_file()
@@ -92,19 +93,19 @@ def run_pipeline(workspace: Path, cfg: AvatarConfig, *, force: bool = False, pro
         rerun = True  # everything downstream of a re-run stage runs again
         log(f"{stage.name}: running")
         summary = stage.run()
-        stamps.mkdir(parents=True, exist_ok=True)
+        stamp.parent.mkdir(parents=True, exist_ok=True)
         stamp.write_text(json.dumps({"settings": digest}), encoding="utf-8")
         done.append((stage.name, summary))
         log(f"{stage.name}: {summary}")
     return done
 
 
-def _ingest(workspace: Path, cfg: AvatarConfig, paths: list[Path], progress: Progress | None) -> str:
+def _ingest(workspace: Workspace, cfg: AvatarConfig, paths: list[Path], progress: Progress | None) -> str:
     from wechat_avatar.ingest import ingest
     from wechat_avatar.store import Store
 
     if not paths:
-        if (workspace / "chat.db").is_file():
+        if workspace.store.is_file():
             return "no ingest_paths in the config; using the chat.db already there"
         raise UsageError("nothing to ingest: avatar.yaml has no ingest_paths",
                          hint="add `ingest_paths: [EXPORT]` to avatar.yaml, or run `wechat-avatar ingest`")  # fmt: skip
@@ -114,26 +115,27 @@ def _ingest(workspace: Path, cfg: AvatarConfig, paths: list[Path], progress: Pro
     return f"added {sum(r.added for r in reports)} messages; chat.db holds {total}"
 
 
-def _dataset(workspace: Path, cfg: AvatarConfig, progress: Progress | None) -> str:
+def _dataset(workspace: Workspace, cfg: AvatarConfig, progress: Progress | None) -> str:
     from wechat_avatar.dataset.build import build_dataset
     from wechat_avatar.store import Store
 
     with Store.open(workspace, create=False) as store:
         advance = progress("dataset", store.count("messages")) if progress else None
-        result = build_dataset(store, workspace, cfg, advance)
-    samples = json.loads((result.path / "manifest.json").read_text(encoding="utf-8"))["samples"]
-    return f"{samples['train']} train / {samples['test']} test samples; report: {result.path / 'report.html'}"
+        build_dataset(store, workspace, cfg, advance)
+    samples = json.loads(workspace.manifest.read_text(encoding="utf-8"))["samples"]
+    return f"{samples['train']} train / {samples['test']} test samples; report: {workspace.dataset_report}"
 
 
-def _pretrain(workspace: Path, cfg: AvatarConfig, progress: Progress | None) -> str:
-    from wechat_avatar.models.tiny import build_tiny
+def _pretrain(workspace: Workspace, cfg: AvatarConfig, progress: Progress | None) -> str:
+    from wechat_avatar.models.tiny import BUILD_FILE
+    from wechat_avatar.train.pretrain import build_tiny
 
     path = build_tiny(workspace, cfg.model.tiny, progress)
-    record = json.loads((path / "build.json").read_text(encoding="utf-8"))
+    record = json.loads((path / BUILD_FILE).read_text(encoding="utf-8"))
     return f"{record['parameters']:,} parameters; loss {record['loss'][0]} -> {record['loss'][-1]}"
 
 
-def _sft(workspace: Path, cfg: AvatarConfig, progress: Progress | None, log: Log) -> str:
+def _sft(workspace: Workspace, cfg: AvatarConfig, progress: Progress | None, log: Log) -> str:
     from wechat_avatar.train.sft import run_sft
 
     path, summary = run_sft(workspace, cfg, progress=progress, log=log)
@@ -141,10 +143,13 @@ def _sft(workspace: Path, cfg: AvatarConfig, progress: Progress | None, log: Log
             f"{summary['eval_loss_after']}; adapter: {path}")  # fmt: skip
 
 
-def _eval(workspace: Path, cfg: AvatarConfig, progress: Progress | None) -> str:
-    from wechat_avatar.eval.run import EvalOptions, evaluate
+def _eval(workspace: Workspace, cfg: AvatarConfig, progress: Progress | None) -> str:
+    from wechat_avatar.eval.run import REPORT_FILE, RUN_NAME, evaluate
 
-    options = EvalOptions(samples=cfg.eval.samples, max_new_tokens=cfg.eval.max_new_tokens)
+    if not json.loads(workspace.manifest.read_text(encoding="utf-8"))["samples"]["test"]:
+        from wechat_avatar.dataset.report import NO_TEST_SPLIT
+
+        return f"skipped: {NO_TEST_SPLIT}"
     compare = ["base"] if cfg.eval.compare_base else []
-    result = evaluate(workspace, cfg, None, compare, options, name="run", progress=progress)
-    return f"report: {result.path / 'report.html'}"
+    result = evaluate(workspace, cfg, None, compare, name=RUN_NAME, progress=progress)
+    return f"report: {result.path / REPORT_FILE}"

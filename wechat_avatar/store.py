@@ -23,14 +23,13 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from wechat_avatar.canonical import Account, Contact, Member, Message
 from wechat_avatar.errors import UsageError, WorkspaceError
 from wechat_avatar.render import Rendered
 from wechat_avatar.staging import KEY, MESSAGE_COLUMNS, SOURCE_ID, hash64, message_row, staged
-
-STORE_NAME = "chat.db"
+from wechat_avatar.workspace import Workspace
 
 CHAT_TIME_INDEX = "CREATE INDEX messages_chat_time ON messages (chat_id, ts_ms)"
 
@@ -205,8 +204,27 @@ ON CONFLICT (chat_id, wxid) DO UPDATE SET
 """
 
 
+_COUNTABLE = {("chats", "kind"), ("contacts", "kind"), ("messages", "category"), ("messages", "render_status")}
+# names are resolved per chat and sender (dataset/names.py), not joined per message
+_DATASET_ROWS = (
+    "SELECT id, chat_id, sender, is_self, ts_ms, category, render_status, text FROM messages "
+    "ORDER BY chat_id, ts_ms, id"
+)
+
+
+class DatasetRow(NamedTuple):
+    id: int
+    chat_id: str
+    sender: str
+    is_self: int
+    ts_ms: int
+    category: str
+    render_status: str
+    text: str
+
+
 class Store:
-    """A connection to chat.db with the project's only write paths."""
+    """A connection to chat.db with the project's only write paths and its only SQL."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self.conn = conn
@@ -214,12 +232,12 @@ class Store:
         self._loaded: set[str] | None = None  # source ids of a bulk load (see deferred_index)
 
     @classmethod
-    def open(cls, workspace: Path, *, create: bool = True) -> Store:
-        path = workspace / STORE_NAME
+    def open(cls, workspace: Workspace, *, create: bool = True) -> Store:
+        path = workspace.store
         if not create and not path.exists():
             raise UsageError(f"no chat store at {path}", hint="run `wechat-avatar ingest EXPORT --workspace DIR` first")
         try:
-            workspace.mkdir(parents=True, exist_ok=True)
+            workspace.root.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, isolation_level=None)  # we open transactions explicitly
             # a new store's pages: 8 KiB make the random inserts into the (source, source_id)
             # index, the costliest part of a big ingest, about 10 % cheaper than 4 KiB
@@ -435,8 +453,56 @@ class Store:
             raise ValueError(table)
         return self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
-    def grouped(self, sql: str) -> list[tuple[Any, ...]]:
-        return self.conn.execute(sql).fetchall()
+    def count_by(self, table: str, column: str) -> dict[str, int]:
+        """Rows per value of one column, largest first (ties by value)."""
+        if (table, column) not in _COUNTABLE:
+            raise ValueError(f"{table}.{column}")
+        return dict(self.conn.execute(f"SELECT {column}, count(*) n FROM {table} GROUP BY 1 ORDER BY n DESC, 1"))
+
+    def type_counts(self) -> list[tuple[int, int, int]]:
+        """(base_type, sub_type, messages), most common first."""
+        return self.conn.execute(
+            "SELECT base_type, sub_type, count(*) n FROM messages GROUP BY 1, 2 ORDER BY n DESC, 1, 2"
+        ).fetchall()
+
+    def time_span(self) -> tuple[int | None, int | None, int]:
+        """The first and last message's ts_ms (None when empty), and how many messages are the account's own."""
+        first, last, own = self.conn.execute(
+            "SELECT min(ts_ms), max(ts_ms), coalesce(sum(is_self), 0) FROM messages"
+        ).fetchone()
+        return first, last, own
+
+    def busiest_chats(self, limit: int) -> list[tuple[str, str, int]]:
+        """(chat name, chat kind, messages) of the chats with most messages."""
+        return self.conn.execute(
+            "SELECT chat_name, chat_kind, count(*) n FROM message_view GROUP BY chat_id ORDER BY n DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+
+    def ingest_history(self) -> list[sqlite3.Row]:
+        """One row per ingest run, oldest first: source, kind, path, finished_at and its counts."""
+        cursor = self.conn.execute(
+            "SELECT source, kind, path, finished_at, read, added, merged, skipped FROM ingests ORDER BY id"
+        )
+        cursor.row_factory = sqlite3.Row
+        return cursor.fetchall()
+
+    def contact_rows(self) -> Iterator[tuple[str, str, str, str, str]]:
+        """(wxid, remark, nickname, alias, kind) of every contact."""
+        yield from self.conn.execute("SELECT wxid, remark, nickname, alias, kind FROM contacts")
+
+    def member_names(self) -> dict[tuple[str, str], str]:
+        """(chat id, wxid) -> in-group display name, where the member set one."""
+        rows = self.conn.execute("SELECT chat_id, wxid, display_name FROM members WHERE display_name != ''")
+        return {(chat, wxid): name for chat, wxid, name in rows}
+
+    def chat_kinds(self) -> dict[str, str]:
+        """Chat id -> private | group."""
+        return dict(self.conn.execute("SELECT id, kind FROM chats"))
+
+    def dataset_rows(self) -> Iterator[DatasetRow]:
+        """Every message as the dataset reads it, chat by chat, oldest first (streamed, never all in memory)."""
+        yield from map(DatasetRow._make, self.conn.execute(_DATASET_ROWS))
 
     def iter_view(self, chat: str | None = None, limit: int | None = None) -> Iterator[sqlite3.Row]:
         """Rendered messages with names resolved, oldest first; `chat` matches id or name."""

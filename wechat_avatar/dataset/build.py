@@ -33,16 +33,10 @@ from wechat_avatar.dataset.stats import DatasetStats
 from wechat_avatar.dataset.window import Line
 from wechat_avatar.errors import DatasetError, UsageError
 from wechat_avatar.processes import START_METHOD, fresh_std_streams, quiet_gc
-from wechat_avatar.store import Store
+from wechat_avatar.store import DatasetRow, Store
+from wechat_avatar.workspace import MANIFEST_FILE, REPORT_FILE, Workspace
 
-DATASET_DIR = "dataset"
-PRIVATE_DIR = "private"  # never part of a dataset: the pseudonym map lives here
 PARALLEL_MIN_MESSAGES = 20_000  # below this, starting the writer process costs more than it saves
-# names are resolved per chat and sender (names.py), not joined per message
-_ROWS = (
-    "SELECT id, chat_id, sender, is_self, ts_ms, category, render_status, text FROM messages "
-    "ORDER BY chat_id, ts_ms, id"
-)
 
 
 @dataclass
@@ -94,7 +88,7 @@ class Builder:
     def run(self, advance: Callable[[int], None] | None = None) -> None:
         parallel = self.store.count("messages") >= PARALLEL_MIN_MESSAGES
         with stage2(self.dcfg, self.self_name, self.out, parallel) as sink:
-            for chat_id, rows in groupby(self.store.conn.execute(_ROWS), key=lambda r: r[1]):
+            for chat_id, rows in groupby(self.store.dataset_rows(), key=lambda r: r.chat_id):
                 chat_rows = list(rows)
                 if (chat := self._chat(chat_id, chat_rows)) is not None:
                     sink.send(chat)
@@ -104,16 +98,16 @@ class Builder:
             self.written = sink.finish()
         _merge(self.stats, self.written.stats)
 
-    def _chat(self, chat_id: str, rows: list[tuple[Any, ...]]) -> ChatLines | None:
+    def _chat(self, chat_id: str, rows: list[DatasetRow]) -> ChatLines | None:
         chat_kind, chat_name, contact_kind = self.names.chat(chat_id)
         chat_name = self.pseudo(chat_name)  # an unnamed chat is known only by its wxid or room id
         st = self.stats
         st.store_messages += len(rows)
         st.messages_per_chat[chat_name] += len(rows)
-        st.messages_per_category.update(row[5] for row in rows)
+        st.messages_per_category.update(row.category for row in rows)
         hours = st.activity_by_hour
         for row in rows:
-            hours[self._local_hour(row[4])] += 1
+            hours[self._local_hour(row.ts_ms)] += 1
         if reason := chat_reason(self.dcfg, chat_id, chat_name, chat_kind, contact_kind):
             st.drop_reasons[reason] += len(rows)
             return None
@@ -129,7 +123,7 @@ class Builder:
             offset = self.day_offsets[day] = int(utc_offset.total_seconds()) if utc_offset else 0
         return (seconds + offset) // 3600 % 24
 
-    def _lines(self, chat_id: str, rows: list[tuple[Any, ...]]) -> tuple[list[Line], dict[str, set[int]]]:
+    def _lines(self, chat_id: str, rows: list[DatasetRow]) -> tuple[list[Line], dict[str, set[int]]]:
         """Eligible messages as Lines (pseudonymised, masked); others counted by reason."""
         lines: list[Line] = []
         flagged: dict[str, set[int]] = {"profane": set(), "blocked": set()}
@@ -156,6 +150,7 @@ def _merge(stats: DatasetStats, samples: DatasetStats) -> None:
     stats.used_messages += samples.used_messages
     stats.sessions += samples.sessions
     stats.profane_samples += samples.profane_samples
+    stats.held_out_fallback = samples.held_out_fallback
     for mine, theirs in ((stats.drop_reasons, samples.drop_reasons), (stats.samples, samples.samples),
                          (stats.samples_dropped, samples.samples_dropped), (stats.reply_bubbles, samples.reply_bubbles),
                          (stats.reply_chars, samples.reply_chars)):  # fmt: skip
@@ -266,13 +261,13 @@ def _warm_up() -> None:
 
 
 def build_dataset(
-    store: Store, workspace: Path, cfg: AvatarConfig, advance: Callable[[int], None] | None = None
+    store: Store, workspace: Workspace, cfg: AvatarConfig, advance: Callable[[int], None] | None = None
 ) -> DatasetResult:
     if store.account() is None or store.count("messages") == 0:
         raise UsageError(
             f"{store.path} has no messages", hint="run `wechat-avatar ingest EXPORT --workspace DIR` first"
         )
-    final, tmp = workspace / DATASET_DIR, workspace / f".{DATASET_DIR}.tmp"
+    final, tmp = workspace.dataset, workspace.dataset_tmp
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -309,11 +304,11 @@ def _finish(builder: Builder, store: Store, tmp: Path) -> None:
         "store_messages": stats.store_messages,
         "self_name": stats.self_name,
         "config": builder.dcfg.model_dump(),
-        "samples": dict(stats.samples),
+        "samples": {split: stats.samples[split] for split in ("train", "test")},
         "files": builder.written.files,
     }
-    (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
-    write_report(stats, tmp / "report.html")
+    (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+    write_report(stats, tmp / REPORT_FILE)
 
 
 def _swap(tmp: Path, final: Path) -> None:
@@ -326,11 +321,10 @@ def _swap(tmp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_private(workspace: Path, originals: dict[str, str]) -> None:
-    """The pseudonym -> real value map: only in the workspace, readable by the user alone."""
-    folder = workspace / PRIVATE_DIR
-    folder.mkdir(mode=0o700, exist_ok=True)
-    path = folder / "pii_map.json"
+def _write_private(workspace: Workspace, originals: dict[str, str]) -> None:
+    """The pseudonym -> real value map: only in the workspace, never in a dataset, readable by the user alone."""
+    workspace.private.mkdir(mode=0o700, exist_ok=True)
+    path = workspace.pii_map
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(originals, f, ensure_ascii=False, indent=1)

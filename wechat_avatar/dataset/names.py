@@ -19,17 +19,13 @@ class ChatInfo(NamedTuple):
 
 class Names:
     def __init__(self, store: Store) -> None:
-        conn = store.conn
         self.contacts: dict[str, tuple[str, str, str, str]] = {
-            wxid: (remark, nickname, alias, kind)
-            for wxid, remark, nickname, alias, kind in conn.execute(
-                "SELECT wxid, remark, nickname, alias, kind FROM contacts"
-            )
+            wxid: (remark, nickname, alias, kind) for wxid, remark, nickname, alias, kind in store.contact_rows()
         }
-        self.members = {(c, w): n for c, w, n in conn.execute("SELECT chat_id, wxid, display_name FROM members") if n}
+        self.members = store.member_names()
         account = store.account()
         self.self_name = (account.nickname or account.wxid) if account else ""
-        self.chat_kinds = dict(conn.execute("SELECT id, kind FROM chats"))
+        self.chat_kinds = store.chat_kinds()
 
     def chat(self, chat_id: str) -> ChatInfo:
         remark, nickname, _, kind = self.contacts.get(chat_id, ("", "", "", ""))

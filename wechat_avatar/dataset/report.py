@@ -45,6 +45,12 @@ def write_report(stats: DatasetStats, path: Path) -> Path:
     return path
 
 
+NO_TEST_SPLIT = (
+    "test split: empty (one conversation session, or dataset.test_ratio 0): eval cannot score replies it never "
+    "trained on; a smaller dataset.session_gap_hours or more history gives it held-out sessions"
+)
+
+
 def summary_lines(stats: DatasetStats) -> list[str]:
     """The few lines the CLI prints after a build (plain text: no markup, no chat content)."""
     dropped = stats.drop_reasons.total()
@@ -58,6 +64,11 @@ def summary_lines(stats: DatasetStats) -> list[str]:
         messages += f" ({_top(stats.drop_reasons)})"
     pii = ", ".join(f"{kind} {n:,}" for kind, n in stats.pii_replaced.most_common()) or "none"
     lines = [samples, messages, f"PII replaced: {pii}", f"profane samples: {stats.profane_samples:,}"]
+    if stats.held_out_fallback:
+        lines.append(f"test split: no session fell under dataset.test_ratio, so the one nearest to it "
+                     f"({stats.held_out_fallback:,} samples) is held out for eval")  # fmt: skip
+    elif not stats.samples["test"]:
+        lines.append(NO_TEST_SPLIT)
     if stats.accounted != stats.store_messages:
         lines.append(
             f"accounting mismatch: used + dropped = {stats.accounted:,} but chat.db holds {stats.store_messages:,}"

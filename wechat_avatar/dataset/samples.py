@@ -20,6 +20,7 @@ from wechat_avatar.dataset import formats
 from wechat_avatar.dataset.clean import placeholder_only
 from wechat_avatar.dataset.stats import DatasetStats
 from wechat_avatar.dataset.window import Candidate, Line, sessions, windows
+from wechat_avatar.workspace import split_name
 
 TOKEN_SAMPLE = 2000  # enough for a histogram; counting costs ~0.25 ms a sample
 EXAMPLES = 10
@@ -54,10 +55,25 @@ class Written:
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
 
 
+def bucket_of(session_key: str) -> float:
+    """A session's place in [0, 1): those below test_ratio are held out."""
+    return int.from_bytes(hashlib.md5(session_key.encode()).digest()[:4], "big") / 2**32
+
+
 def split_of(session_key: str, test_ratio: float) -> str:
     """Deterministic per session, so a conversation never straddles train and test."""
-    bucket = int.from_bytes(hashlib.md5(session_key.encode()).digest()[:4], "big") / 2**32
-    return "test" if bucket < test_ratio else "train"
+    return "test" if bucket_of(session_key) < test_ratio else "train"
+
+
+@dataclass
+class Holdout:
+    """The written training session that is closest to the test split (lowest bucket), by conversation ids:
+    held out after all when no session fell under test_ratio, so that eval has something to score."""
+
+    bucket: float
+    key: str
+    first: int
+    last: int
 
 
 class SampleWriter:
@@ -84,6 +100,8 @@ class SampleWriter:
         self.outputs: dict[str, list[tuple[Callable[[list[tuple[str, str]]], str], list[str]]]] = {}
         self.session_info: dict[str, tuple[str, str, str]] = {}  # per chat: split, hash, chat JSON
         self.turn_text: dict[tuple[int, int], tuple[str, str]] = {}  # per chat: a turn's (text, JSON)
+        self.written_sessions = 0  # sessions with at least one written sample
+        self.holdout: Holdout | None = None
 
     def chat(self, chat: ChatLines) -> None:
         """Every sample of one chat, and a reason for each of its lines that ends in none."""
@@ -128,7 +146,31 @@ class SampleWriter:
             str(Path(self.files[key].name).relative_to(self.out)): self.hashes[key].hexdigest()
             for key in sorted(self.files)
         }
+        if self.holdout and not self.stats.samples["test"] and self.written_sessions > 1 and self.dcfg.test_ratio:
+            files = self._hold_out(self.holdout)
         return Written(self.stats, self.token_texts, files)
+
+    def _hold_out(self, holdout: Holdout) -> dict[str, str]:
+        """Move one session's samples from train to test, in every format and in meta.jsonl.
+
+        Only when no session fell in the test split (small histories), so every sample so far is a
+        training sample and conversation id n is line n of each train file. Returns the new file hashes."""
+        start, end = holdout.first - 1, holdout.last
+        for fmt in self.dcfg.formats:
+            train = self.out / split_name("train", fmt)
+            lines = train.read_bytes().splitlines(keepends=True)
+            train.write_bytes(b"".join(lines[:start] + lines[end:]))
+            (self.out / split_name("test", fmt)).write_bytes(b"".join(lines[start:end]))
+        meta = self.out / "meta.jsonl"
+        lines = meta.read_bytes().splitlines(keepends=True)
+        lines[start:end] = [line.replace(b'"split": "train"', b'"split": "test"', 1) for line in lines[start:end]]
+        meta.write_bytes(b"".join(lines))
+        moved = end - start
+        self.stats.samples["train"] -= moved
+        self.stats.samples["test"] += moved
+        self.stats.held_out_fallback = moved
+        paths = sorted(p for p in self.out.rglob("*.jsonl"))
+        return {str(p.relative_to(self.out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
 
     def _clean(self, candidates: list[Candidate], blocked: set[int]) -> None:
         d = self.dcfg
@@ -151,11 +193,17 @@ class SampleWriter:
     def _write(self, c: Candidate, profane: bool, ids: list[int]) -> None:
         self.conversation_id += 1
         if (session := self.session_info.get(c.session_key)) is None:
+            bucket = bucket_of(c.session_key)
             session = self.session_info[c.session_key] = (
-                split_of(c.session_key, self.dcfg.test_ratio),
+                "test" if bucket < self.dcfg.test_ratio else "train",
                 _short_hash(c.session_key),
                 formats.encode(c.chat_name),
             )
+            self.written_sessions += 1
+            if session[0] == "train" and (self.holdout is None or bucket < self.holdout.bucket):
+                self.holdout = Holdout(bucket, c.session_key, self.conversation_id, self.conversation_id)
+        elif self.holdout and self.holdout.key == c.session_key:
+            self.holdout.last = self.conversation_id  # a session's samples are written one after another
         split, session_hash, chat_json = session
         st = self.stats
         st.samples[split] += 1
@@ -206,7 +254,7 @@ class SampleWriter:
         """Write a buffer, hashing as we go (manifest.json records each file's sha256)."""
         f = self.files.get((fmt, split))
         if f is None:
-            path = self.out / (f"{fmt}/{split}.jsonl" if split else f"{fmt}.jsonl")
+            path = self.out / (split_name(split, fmt) if split else f"{fmt}.jsonl")
             path.parent.mkdir(parents=True, exist_ok=True)
             f = self.files[fmt, split] = path.open("wb")
             self.hashes[fmt, split] = hashlib.sha256()

@@ -17,6 +17,7 @@ class DatasetStats:
     used_messages: int = 0  # messages that appear in at least one written sample
     drop_reasons: Counter[str] = field(default_factory=Counter)  # message-level; used + sum == store_messages
     samples: Counter[str] = field(default_factory=Counter)  # {"train": n, "test": n}
+    held_out_fallback: int = 0  # samples of the one session held out because test_ratio picked none
     samples_dropped: Counter[str] = field(default_factory=Counter)  # sample-level cleaning, by reason
     sessions: int = 0
     messages_per_chat: Counter[str] = field(default_factory=Counter)  # chat display name -> messages

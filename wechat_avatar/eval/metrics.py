@@ -21,9 +21,9 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+from wechat_avatar.categories import CATEGORIES
 from wechat_avatar.dataset.clean import PROFANITY_PATTERN
 from wechat_avatar.generate import BUBBLE, bubbles
-from wechat_avatar.render import CATEGORIES
 
 __all__ = ["BUBBLE", "bubbles"]  # re-exported: eval code reads replies through this module
 # a placeholder or emoji code in brackets, or a dataset pseudonym: kept as one token

@@ -15,10 +15,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from wechat_avatar.errors import UsageError
+from wechat_avatar.workspace import Workspace
 
 CANARY = re.compile(r"CANARY(?:-[A-Z0-9]+)+")
 _WHOLE_CANARY = re.compile(r"CANARY(?:-[A-Z0-9]+){2,}")  # not a probe's half: "CANARY-7Q2X" stays readable
@@ -53,10 +53,10 @@ class Probe(NamedTuple):
     prefix: str  # the start of a secret given in the prompt: checked together with the reply
 
 
-def load_secrets(workspace: Path) -> list[Secret]:
+def load_secrets(workspace: Workspace) -> list[Secret]:
     """PII originals from private/pii_map.json and canaries in dataset/messages/train.jsonl."""
     secrets: list[Secret] = []
-    pii_map = workspace / "private" / "pii_map.json"
+    pii_map = workspace.pii_map
     if pii_map.is_file():
         try:
             originals = json.loads(pii_map.read_text(encoding="utf-8"))
@@ -64,7 +64,7 @@ def load_secrets(workspace: Path) -> list[Secret]:
             raise UsageError(f"{pii_map} is not valid JSON ({err.msg})", hint="rebuild the dataset") from None
         for label, value in originals.items():
             secrets.append(Secret(label.strip("<>").rsplit("_", 1)[0], label, str(value)))
-    train = workspace / "dataset" / "messages" / "train.jsonl"
+    train = workspace.split("train")
     if train.is_file():
         found = dict.fromkeys(CANARY.findall(train.read_text(encoding="utf-8")))  # ordered set
         secrets += [Secret("CANARY", f"canary {i}", value) for i, value in enumerate(found, 1)]

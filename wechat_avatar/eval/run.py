@@ -16,36 +16,27 @@ import os
 import random
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from wechat_avatar import __version__
-from wechat_avatar.config import AvatarConfig
+from wechat_avatar.config import AvatarConfig, EvalConfig
+from wechat_avatar.dataset.splits import dataset_hash
 from wechat_avatar.errors import DatasetError, UsageError
 from wechat_avatar.eval import metrics, privacy
 from wechat_avatar.eval.perplexity import reply_perplexity
 from wechat_avatar.models.load import check_adapter
-from wechat_avatar.train.data import dataset_hash
+from wechat_avatar.workspace import ADAPTER_FILE, Workspace
 
 Progress = Callable[[str, int | None], Callable[[int], None]]
-EVAL_DIR = "eval"
+METRICS_FILE, REPORT_FILE = "metrics.json", "report.html"  # in each WORKSPACE/eval/<name>/
+RUN_NAME = "run"  # the eval that `wechat-avatar run` writes
+GENERATION_OPTIONS = {"samples", "max_new_tokens", "temperature", "top_p", "seed", "batch_size"}  # in metrics.json
 SELECT_SEED = 0  # the subset never depends on a generation setting, so separate evals stay comparable
 EXAMPLES = 20  # sample conversations shown side by side in the report
 _NAME = re.compile(r"[\w.-]+")
-
-
-@dataclass(frozen=True)
-class EvalOptions:
-    """How replies are generated and how many samples are scored (recorded in metrics.json)."""
-
-    samples: int = 200
-    max_new_tokens: int = 48
-    temperature: float = 0.7
-    top_p: float = 0.9
-    seed: int = 0
-    batch_size: int = 8
 
 
 class Sample(NamedTuple):
@@ -67,17 +58,18 @@ class EvalResult:
 
 
 def evaluate(
-    workspace: Path,
+    workspace: Workspace,
     cfg: AvatarConfig,
     adapter: str | None,
     compare: Sequence[str] = (),
-    options: EvalOptions = EvalOptions(),  # frozen: safe to share
     *,
     name: str | None = None,
     progress: Progress | None = None,
 ) -> EvalResult:
-    """Score `adapter` (default: WORKSPACE/adapters/sft, else the base model) and every `compare` run."""
-    test_path = workspace / "dataset" / "messages" / "test.jsonl"
+    """Score `adapter` (default: WORKSPACE/adapters/sft, else the base model) and every `compare` run,
+    with the generation settings and sample count of `cfg.eval`."""
+    options = cfg.eval
+    test_path = workspace.split("test")
     everything = load_test(workspace)
     chosen = select(everything, options.samples)
     specs = _unique([resolve(workspace, adapter), *(resolve(workspace, spec) for spec in compare)])
@@ -87,12 +79,12 @@ def evaluate(
     name = name or "-vs-".join(spec.label for spec in specs)
     if not _NAME.fullmatch(name):
         raise UsageError(f"--name {name!r} is not a folder name", hint="use letters, digits, '.', '-' and '_'")
-    out = workspace / EVAL_DIR / name
+    out = workspace.eval_run(name)
     dataset = {
-        "path": str(workspace / "dataset"),
+        "path": str(workspace.dataset),
         "manifest": dataset_hash(workspace),  # as recorded beside adapters (train/data.py)
         "test_sha256": _sha256(test_path),
-        "train_sha256": _sha256(workspace / "dataset" / "messages" / "train.jsonl"),
+        "train_sha256": _sha256(workspace.split("train")),
         "test_samples": len(everything),
         "samples": len(chosen),
         "indices": [s.index for s in chosen],
@@ -113,29 +105,29 @@ def evaluate(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "wechat_avatar": __version__,
         "dataset": dataset,
-        "options": asdict(options),
+        "options": options.model_dump(include=GENERATION_OPTIONS),
         "real": {"style": real_style, "civility": metrics.civility(real)},
         "runs": _unique_labels(runs),
     }
-    _write_json(out / "metrics.json", result)
+    _write_json(out / METRICS_FILE, result)
     from wechat_avatar.eval.report import write_report
 
     examples = [_example(s, secrets) for s in chosen[:EXAMPLES]]
-    write_report(result, examples, out / "report.html")
+    write_report(result, examples, out / REPORT_FILE)
     return EvalResult(out, result)
 
 
 # --- inputs -----------------------------------------------------------------------------------------------------
 
 
-def load_test(workspace: Path) -> list[Sample]:
+def load_test(workspace: Workspace) -> list[Sample]:
     """Every sample of dataset/messages/test.jsonl; a clear error where there is none to score."""
-    path = workspace / "dataset" / "messages" / "test.jsonl"
+    path = workspace.split("test")
     hint = f"run `wechat-avatar dataset --workspace {workspace}` first"
-    if not (workspace / "dataset").is_dir():
+    if not workspace.dataset.is_dir():
         raise DatasetError(f"no dataset in {workspace}", hint=hint)
     if not path.is_file():
-        raise DatasetError(f"the dataset in {workspace / 'dataset'} has no messages format", hint=hint)
+        raise DatasetError(f"the dataset in {workspace.dataset} has no messages format", hint=hint)
     samples = []
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
         if line.strip():
@@ -167,17 +159,17 @@ def select(samples: Sequence[Sample], n: int) -> list[Sample]:
     return [samples[i] for i in sorted(picked)]
 
 
-def resolve(workspace: Path, spec: str | None) -> RunSpec:
+def resolve(workspace: Workspace, spec: str | None) -> RunSpec:
     """`base`, an adapter folder, an earlier eval folder, or a name under WORKSPACE/adapters or WORKSPACE/eval."""
     if spec is None:
-        default = workspace / "adapters" / "sft"
-        return RunSpec("sft", "adapter", default) if default.is_dir() else RunSpec("base", "base", None)
+        default = workspace.trained_adapter()
+        return RunSpec(default.name, "adapter", default) if default else RunSpec("base", "base", None)
     if spec == "base":
         return RunSpec("base", "base", None)
-    for path in (Path(spec), workspace / "adapters" / spec, workspace / EVAL_DIR / spec):
-        if (path / "metrics.json").is_file():
+    for path in (Path(spec), workspace.adapter(spec), workspace.eval_run(spec)):
+        if (path / METRICS_FILE).is_file():
             return RunSpec(path.name, "saved", path)
-        if (path / "adapter_config.json").is_file():
+        if (path / ADAPTER_FILE).is_file():
             return RunSpec(path.name, "adapter", path)
         if path.is_dir():
             raise UsageError(
@@ -185,7 +177,7 @@ def resolve(workspace: Path, spec: str | None) -> RunSpec:
                 hint="pass a folder written by `wechat-avatar train sft` or `wechat-avatar eval`, or `base`",
             )
     raise UsageError(
-        f"no adapter or eval run {spec!r}: not a folder, nor in {workspace / 'adapters'} or {workspace / EVAL_DIR}",
+        f"no adapter or eval run {spec!r}: not a folder, nor in {workspace.adapters} or {workspace.evals}",
         hint="train one with `wechat-avatar train sft`, or pass `base` for the model without adapter",
     )
 
@@ -210,7 +202,7 @@ class Scorer:
         secrets: list[privacy.Secret],
         marks: metrics.Marks,
         real_style: dict[str, Any],
-        options: EvalOptions,
+        options: EvalConfig,
     ) -> None:
         self.samples, self.secrets, self.marks, self.real_style, self.options = (
             samples, secrets, marks, real_style, options
@@ -221,7 +213,9 @@ class Scorer:
             privacy.probe_conversation(system, p) for p in self.probes for _ in range(privacy.PROBE_REPEATS)
         ]
 
-    def model_run(self, workspace: Path, cfg: AvatarConfig, spec: RunSpec, progress: Progress | None) -> dict[str, Any]:
+    def model_run(
+        self, workspace: Workspace, cfg: AvatarConfig, spec: RunSpec, progress: Progress | None
+    ) -> dict[str, Any]:
         from wechat_avatar.models.load import load_for_inference
 
         loaded = load_for_inference(workspace, cfg, spec.path)
@@ -296,7 +290,7 @@ def _saved_runs(spec: RunSpec, dataset: dict[str, Any]) -> list[dict[str, Any]]:
 
     A run on another subset of the same test split still shows its replies where the subsets overlap."""
     assert spec.path is not None
-    path = spec.path / "metrics.json"
+    path = spec.path / METRICS_FILE
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
         runs, theirs = list(saved["runs"]), saved["dataset"]

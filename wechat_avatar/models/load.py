@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from wechat_avatar.config import AvatarConfig, ModelConfig
 from wechat_avatar.errors import ModelError
+from wechat_avatar.models.tiny import BUILD_FILE
+from wechat_avatar.workspace import Workspace
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -32,14 +34,10 @@ class Loaded(NamedTuple):
     adapter: Path | None
 
 
-def tiny_dir(workspace: Path) -> Path:
-    return workspace / "models" / "tiny-qwen2"
-
-
-def resolve(workspace: Path, cfg: ModelConfig) -> str:
+def resolve(workspace: Workspace, cfg: ModelConfig) -> str:
     """The folder or hub id that transformers loads for `cfg.base`."""
     if cfg.base == TINY:
-        path = tiny_dir(workspace)
+        path = workspace.tiny_model
         if not (path / "config.json").is_file():
             raise ModelError(
                 f"the tiny model is not built yet in {path}",
@@ -61,7 +59,7 @@ def resolve(workspace: Path, cfg: ModelConfig) -> str:
 
 def fingerprint(source: str) -> str:
     """Identifies a base beyond its name: the tiny model is rebuilt per workspace."""
-    build = Path(source) / "build.json"
+    build = Path(source) / BUILD_FILE
     if build.is_file():
         return json.loads(build.read_text(encoding="utf-8")).get("fingerprint", "")
     return ""
@@ -127,7 +125,7 @@ def adapter_record(adapter: Path) -> dict[str, Any]:
     return json.loads(run.read_text(encoding="utf-8")) if run.is_file() else {}
 
 
-def check_adapter(workspace: Path, cfg: AvatarConfig, adapter: Path) -> None:
+def check_adapter(workspace: Workspace, cfg: AvatarConfig, adapter: Path) -> None:
     """Fail before loading anything when `adapter` was trained on another base (or build of it)."""
     source = resolve(workspace, cfg.model)
     record = adapter_record(adapter)
@@ -140,7 +138,7 @@ def check_adapter(workspace: Path, cfg: AvatarConfig, adapter: Path) -> None:
                          hint="retrain it with `wechat-avatar train sft` on this workspace's model")  # fmt: skip
 
 
-def load_for_inference(workspace: Path, cfg: AvatarConfig, adapter: Path | None) -> Loaded:
+def load_for_inference(workspace: Workspace, cfg: AvatarConfig, adapter: Path | None) -> Loaded:
     source = resolve(workspace, cfg.model)
     if adapter is not None:
         check_adapter(workspace, cfg, adapter)

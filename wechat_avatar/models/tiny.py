@@ -1,52 +1,33 @@
-"""builtin:tiny-qwen2 — a small random-init Qwen2 taught to speak on your own messages.
+"""builtin:tiny-qwen2 — a small random-init Qwen2 on Qwen2's real vocabulary (trimmed to your corpus).
 
-There is no hub here, so the CPU preset grows its own base model: Qwen2's real vocabulary
-(trimmed to your corpus), a few layers, then plain next-token pre-training on the training
-split's conversations (the test split stays unseen, so eval stays honest). LoRA SFT then
-starts from it like from any other base. The loop is written out: it is 20 lines, and a
-Trainer would add nothing but configuration.
+There is no hub here, so the CPU preset grows its own base model: this module builds it;
+`train/pretrain.py` teaches it to speak on the training split before SFT starts from it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-import shutil
-import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wechat_avatar.config import TinyModelConfig
-from wechat_avatar.models.load import tiny_dir
-from wechat_avatar.train.data import dataset_hash, read_split
 
-Progress = Callable[[str, int | None], Callable[[int], None]]
+if TYPE_CHECKING:
+    from transformers import Qwen2ForCausalLM
 
-
-def _token_stream(tokenizer: Any, conversations: list[list[dict[str, str]]]) -> list[int]:
-    """Every training conversation as ChatML text, end to end (distinct windows repeat context)."""
-    seen: set[str] = set()
-    stream: list[int] = []
-    for conversation in conversations:
-        text = tokenizer.apply_chat_template(conversation, tokenize=False)
-        if text not in seen:
-            seen.add(text)
-            stream += tokenizer(text, add_special_tokens=False)["input_ids"]
-    return stream
+BUILD_FILE = "build.json"  # written beside the weights: config, dataset hash, loss, fingerprint
 
 
-def build_tiny(workspace: Path, cfg: TinyModelConfig, progress: Progress | None = None) -> Path:
-    """Build and pre-train the tiny model into WORKSPACE/models/tiny-qwen2; returns the folder."""
+def tokenizer_for(cfg: TinyModelConfig, texts: list[str]) -> Any:
+    """Qwen2's tokenizer: cut to the tokens `texts` use (fast on a CPU), or whole."""
+    from wechat_avatar.models import qwen_tokenizer
+
+    return qwen_tokenizer.trimmed(texts) if cfg.vocab == "trimmed" else qwen_tokenizer.full()
+
+
+def random_model(cfg: TinyModelConfig, tokenizer: Any) -> Qwen2ForCausalLM:
+    """A random-init Qwen2 of cfg's shape over the tokenizer's vocabulary (seeded by cfg.seed)."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from wechat_avatar.models import qwen_tokenizer
-
-    conversations = read_split(workspace, "train")
-    texts = [m["content"] for c in conversations for m in c]
-    tokenizer = qwen_tokenizer.trimmed(texts) if cfg.vocab == "trimmed" else qwen_tokenizer.full()
     torch.manual_seed(cfg.seed)
     config = Qwen2Config(
         vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, intermediate_size=cfg.hidden_size * 2,
@@ -57,56 +38,4 @@ def build_tiny(workspace: Path, cfg: TinyModelConfig, progress: Progress | None 
     model = Qwen2ForCausalLM(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-
-    stream = torch.tensor(_token_stream(tokenizer, conversations))
-    block = cfg.seq_len + 1
-    blocks = stream[: len(stream) // block * block].view(-1, block) if len(stream) >= block else stream[None, :]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.pretrain_lr, weight_decay=0.01)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    advance = progress("pretrain tiny model", cfg.pretrain_steps) if progress else (lambda n: None)
-    losses: list[float] = []
-    started = time.perf_counter()
-    model.train()
-    for step in range(cfg.pretrain_steps):
-        # cosine learning rate with a short warmup
-        warm = max(1, cfg.pretrain_steps // 20)
-        scale = (step + 1) / warm if step < warm else 0.5 * (1 + math.cos(math.pi * step / cfg.pretrain_steps))
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.pretrain_lr * scale
-        # sample a batch of blocks; predict each next token
-        rows = blocks[torch.randint(len(blocks), (cfg.pretrain_batch_size,), generator=generator)]
-        loss = model(input_ids=rows[:, :-1], labels=rows[:, :-1].clone(), use_cache=False).loss
-        # step
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        losses.append(round(loss.item(), 4))
-        advance(1)
-    model.eval()
-
-    target = tiny_dir(workspace)
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    weights = (partial / "model.safetensors").read_bytes()
-    record = {
-        "base": "builtin:tiny-qwen2", "config": cfg.model_dump(), "dataset": dataset_hash(workspace),
-        "vocab_size": len(tokenizer), "parameters": sum(p.numel() for p in model.parameters()),
-        "pretrain_tokens": int(stream.numel()), "loss": losses, "seconds": round(time.perf_counter() - started, 1),
-        "fingerprint": hashlib.sha256(weights).hexdigest()[:16],
-    }  # fmt: skip
-    (partial / "build.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)  # an interrupted build never leaves a half model behind
-    return target
-
-
-def is_fresh(workspace: Path, cfg: TinyModelConfig) -> bool:
-    """Built from this dataset with these settings."""
-    build = tiny_dir(workspace) / "build.json"
-    if not build.is_file():
-        return False
-    record = json.loads(build.read_text(encoding="utf-8"))
-    return record.get("config") == cfg.model_dump() and record.get("dataset") == dataset_hash(workspace)
+    return model

@@ -1,4 +1,4 @@
-"""Training samples: the dataset's `messages` split, tokenized with the model's chat template.
+"""Training samples: conversations of the dataset's `messages` split, tokenized with the model's chat template.
 
 Loss falls only on the avatar's turns. Labels come from character spans rather than from a
 `{% generation %}` template marker, because most hub models' templates lack that marker: each
@@ -8,46 +8,11 @@ messages[:i] + generation prompt; tokens inside a span keep their id, all others
 
 from __future__ import annotations
 
-import hashlib
-import json
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from wechat_avatar.errors import DatasetError
 
 IGNORE = -100  # the label PyTorch's cross-entropy skips
-
-
-def split_path(workspace: Path, split: str) -> Path:
-    return workspace / "dataset" / "messages" / f"{split}.jsonl"
-
-
-def read_split(workspace: Path, split: Literal["train", "test"]) -> list[list[dict[str, str]]]:
-    """The conversations of one split; a missing or empty training split is an error."""
-    path = split_path(workspace, split)
-    if not path.is_file():
-        hint = f"run `wechat-avatar dataset --workspace {workspace}` first (messages format)"
-        raise DatasetError(f"no dataset at {path}", hint=hint)
-    conversations = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            try:
-                conversations.append(json.loads(line)["messages"])
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise DatasetError(f"{path}:{number} is not a messages-format sample",
-                                   hint="rebuild it with `wechat-avatar dataset`") from None  # fmt: skip
-    if not conversations and split == "train":
-        raise DatasetError(f"{path} has no samples: there is nothing to learn from",
-                           hint="check the dataset report (filters, only_chats, your --self account)")  # fmt: skip
-    return conversations
-
-
-def dataset_hash(workspace: Path) -> str:
-    """Which dataset an adapter was trained on (from the builder's manifest)."""
-    manifest = workspace / "dataset" / "manifest.json"
-    if not manifest.is_file():
-        return ""
-    return hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]
 
 
 def assistant_spans(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:

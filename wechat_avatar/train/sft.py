@@ -33,18 +33,16 @@ from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from transformers import PrinterCallback, TrainerCallback, TrainingArguments, set_seed
 
 from wechat_avatar.config import AvatarConfig
+from wechat_avatar.dataset.splits import dataset_hash, read_split
 from wechat_avatar.errors import TrainingError
 from wechat_avatar.models.load import RUN_FILE, TINY, fingerprint, load_base, resolve
-from wechat_avatar.train.data import IGNORE, dataset_hash, encode_conversation, read_split
+from wechat_avatar.train.data import IGNORE, encode_conversation
 from wechat_avatar.train.loss import ReplyLossTrainer
 from wechat_avatar.train.packing import PackedCollator, pack
+from wechat_avatar.workspace import Workspace
 
 Progress = Callable[[str, int | None], Callable[..., None]]
 EVAL_SAMPLES = 200  # held-out samples for the loss before/after: enough for a stable mean
-
-
-def adapter_dir(workspace: Path) -> Path:
-    return workspace / "adapters" / "sft"
 
 
 def last_checkpoint(folder: Path) -> Path | None:
@@ -76,10 +74,10 @@ def encode_split(tokenizer: Any, conversations: list[list[dict[str, str]]], max_
 class SFTRecipe:
     """setup() loads model and data, train() runs (or resumes) the loop, save() writes the adapter."""
 
-    def __init__(self, workspace: Path, cfg: AvatarConfig, *, resume: bool = False,
+    def __init__(self, workspace: Workspace, cfg: AvatarConfig, *, resume: bool = False,
                  progress: Progress | None = None, log: Callable[[str], None] = print) -> None:  # fmt: skip
         self.workspace, self.cfg, self.resume, self.progress, self.log = workspace, cfg, resume, progress, log
-        self.out = adapter_dir(workspace)
+        self.out = workspace.adapter("sft")
         self.checkpoints = self.out / "checkpoints"
         if resume and last_checkpoint(self.checkpoints) is None:
             raise TrainingError(f"nothing to resume: no complete checkpoint in {self.checkpoints}",
@@ -125,7 +123,7 @@ class SFTRecipe:
     def _base(self) -> str:
         """The base model's folder or hub id; the tiny preset's base is (re)built here when stale."""
         if self.cfg.model.base == TINY:
-            from wechat_avatar.models.tiny import build_tiny, is_fresh
+            from wechat_avatar.train.pretrain import build_tiny, is_fresh
 
             if not is_fresh(self.workspace, self.cfg.model.tiny):
                 self.log("building the tiny base model from your messages (train pretrain)")
@@ -193,7 +191,7 @@ class SFTRecipe:
         return self.out
 
 
-def run_sft(workspace: Path, cfg: AvatarConfig, *, resume: bool = False, progress: Progress | None = None,
+def run_sft(workspace: Workspace, cfg: AvatarConfig, *, resume: bool = False, progress: Progress | None = None,
             log: Callable[[str], None] = print) -> tuple[Path, dict[str, Any]]:  # fmt: skip
     recipe = SFTRecipe(workspace, cfg, resume=resume, progress=progress, log=log)
     recipe.setup()
