@@ -67,7 +67,7 @@ def summary_lines(stats: DatasetStats) -> list[str]:
     if stats.held_out_fallback:
         lines.append(f"test split: no session fell under dataset.test_ratio, so the one nearest to it "
                      f"({stats.held_out_fallback:,} samples) is held out for eval")  # fmt: skip
-    elif not stats.samples["test"]:
+    elif stats.samples["train"] and not stats.samples["test"]:
         lines.append(NO_TEST_SPLIT)
     if stats.accounted != stats.store_messages:
         lines.append(
