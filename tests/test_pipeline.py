@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
+import yaml
 from conftest import run_cli
 
 
@@ -48,3 +50,18 @@ def test_run_without_inputs_says_what_to_add(tmp_path: Path) -> None:
     result = run_cli("run", "--workspace", tmp_path / "ws")
     assert result.returncode == 2
     assert "nothing to ingest: avatar.yaml has no ingest_paths" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_make_demo_keeps_everything_in_the_folder_it_is_given(tmp_path: Path) -> None:
+    """`make demo DEMO=folder`: the export, the workspace and the config all agree on the one folder."""
+    root = Path(__file__).resolve().parent.parent
+    folder = tmp_path / "elsewhere"
+    plan = subprocess.run(["make", "-n", "demo", f"DEMO={folder}"], cwd=root, capture_output=True, text=True)
+    assert plan.returncode == 0, plan.stderr
+    cli = [line.split() for line in plan.stdout.splitlines() if "wechat-avatar " in line and not line.startswith("#")]
+    synth = next(words for words in cli if words[1] == "synth")
+    run = next(words for words in cli if words[1] == "run")
+    assert synth[2] == f"{folder}/export"
+    assert run[run.index("--ingest") + 1] == synth[2] and run[run.index("--workspace") + 1] == f"{folder}/workspace"
+    config = yaml.safe_load((root / run[run.index("--config") + 1]).read_text(encoding="utf-8"))
+    assert "ingest_paths" not in config  # the folder is named by the Makefile alone
