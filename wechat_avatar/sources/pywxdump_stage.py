@@ -31,7 +31,7 @@ import pyarrow.csv as pacsv
 from wechat_avatar.config import RenderConfig
 from wechat_avatar.render import render
 from wechat_avatar.sources.base import BadRecord
-from wechat_avatar.sources.pywxdump import (
+from wechat_avatar.sources.pywxdump_row import (
     COLUMNS,
     LABELS,
     NO_SENDER,
