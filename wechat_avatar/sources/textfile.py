@@ -116,6 +116,8 @@ def local_ms(text: str, tz: str) -> int:
 def _canonical_ms(text: str, tz: str) -> int:
     if len(text) != 19:
         text = text.strip()
+    if len(text) != 19 or text[13] != ":" or text[16] != ":":  # a cached hour must not read another form
+        raise BadRecord("unreadable time", text)
     key = tz + text[:13]
     try:
         start = _HOURS[key]
