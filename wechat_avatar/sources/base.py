@@ -135,7 +135,8 @@ class Unreadable(NamedTuple):
     value: str
 
     def __str__(self) -> str:
-        return f"{self.reason} (the first: {self.value!r})" if self.value else self.reason
+        first = f"{self.reason} {self.value!r}" if self.value else self.reason
+        return f"no row could be read (the first: {first})"
 
 
 def first_unreadable(rows: Iterable[Sequence[Any]], mapper: RowMapper) -> Unreadable | None:
@@ -167,25 +168,26 @@ def readable_files(
         notes.append(f"{path.name} was not read: {why}")
         first = first or f"{path.name}: {why}"
     if not good and first:
-        many = f"none of its {len(files)} files" if len(files) > 1 else "nothing"
-        raise SourceFormatError(f"{many} in {what} could be read ({first})", hint=UNREADABLE_HINT)
+        many = f"none of the {len(files)} files of" if len(files) > 1 else "nothing in"
+        hint = TIME_HINT if "unreadable time" in first else "export it again: it may be damaged or cut short"
+        raise SourceFormatError(f"{many} {what} could be read; {first}", hint=hint)
     return good, notes
 
 
-UNREADABLE_HINT = (
-    "times are read as 2023-06-21 23:07:25 in --timezone (also with slashes, without zero padding or "
-    "seconds, ISO 8601, or epoch seconds / milliseconds); export the chat again if it is damaged"
+TIME_HINT = (
+    "times are read as 2023-06-21 23:07:25 in --timezone, also with slashes, without zero padding or "
+    "seconds, as ISO 8601, or as epoch seconds or milliseconds"
 )
 
 
 def why_unreadable(rows: Callable[[], Iterable[Sequence[Any]]], mapper: RowMapper) -> str | None:
-    """Why no row of one input can be read ("no row could be read: …" or its format error), or
-    None where a row can (or it holds none)."""
+    """Why no row of one input can be read ("no row could be read (the first: …)", or why it is
+    not the format it looked like), or None where a row can be (or it holds none)."""
     try:
         first = first_unreadable(rows(), mapper)
     except SourceFormatError as err:
         return str(err)
-    return f"no row could be read: {first}" if first else None
+    return str(first) if first else None
 
 
 def map_rows(rows: Iterable[Sequence[Any]], mapper: RowMapper) -> tuple[list[Message], Counter[str], Counter[str]]:

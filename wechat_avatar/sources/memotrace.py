@@ -129,7 +129,7 @@ class MemoTraceExport(ExportReader):
         self.chats = [self._survey(p) for p in readable if p not in self.combined]
         self.talkers: dict[str, None] = {}  # the all-in-one files' chats, in order
         for path in self.combined:
-            self.talkers.update(dict.fromkeys(row[0] for row in self._cells(path, _ALL_ROW)))
+            self.talkers.update(dict.fromkeys(row[0] for row in self._cells(path, _ALL_ROW, count=False)))
         if not any(c.rows for c in self.chats) and not self.talkers:
             raise SourceFormatError(f"the MemoTrace export in {self.path} holds no messages",
                                     hint="export the chats again from MemoTrace")  # fmt: skip
