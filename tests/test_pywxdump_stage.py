@@ -112,7 +112,8 @@ def test_spreadsheet_times_are_staged_as_the_row_way_stages_them(tmp_path: Path)
 def test_a_file_saved_by_a_spreadsheet_is_staged_as_the_row_way_stages_it(tmp_path: Path) -> None:
     """Excel and WPS write a BOM, end rows with CRLF, keep LF inside a multi-line cell and quote it."""
     rows = [row(1, created="2024/5/3 9:05"), row(2, msg="多\n行\n\n文本", created="2024/5/3 9:06"),
-            row(3, label="引用回复", msg=QUOTE, created="2024/5/3 9:07"), row(4, msg='她说"好"', created="2024/5/3 9:08")]  # fmt: skip
+            row(3, label="引用回复", msg=QUOTE, created="2024/5/3 9:07"),
+            row(4, msg='她说"好"', created="2024/5/3 9:08")]  # fmt: skip
     path = tmp_path / "wxid_a_0_4.csv"
     with path.open("w", encoding="utf-8-sig", newline="") as fh:
         out = csv.writer(fh, lineterminator="\r\n")
