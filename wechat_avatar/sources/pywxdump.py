@@ -2,10 +2,13 @@
 
 Files `<chat>_<start>_<end>.csv` (or `.json`), found by their columns
 `id,MsgSvrID,type_name,is_sender,talker,room_name,msg,src,CreateTime`. PyWxDump keeps a
-Chinese label instead of the type and an already rendered `msg`; the reader maps the label
-back to (type, subtype) and rebuilds what the renderer reads from `msg` where it survived.
-`CreateTime` is local time (--timezone). Source key `pywxdump:<wxid>`, source_id = MsgSvrID
-(the same server id as every other source), or `<room>:<id>` where it is 0.
+Chinese label instead of the type and an already rendered `msg`; `pywxdump_row` maps the
+label back to (type, subtype) and rebuilds what the renderer reads from `msg` where it
+survived (other text is kept whole: a quote without its `[引用]` tail is its reply).
+`CreateTime` is local time (--timezone), as PyWxDump or a spreadsheet writes it
+(`textfile.local_ms`). Source key `pywxdump:<wxid>`, source_id = MsgSvrID (the same server
+id as every other source), or `<room>:<id>` where it is 0. Big exports are read by worker
+processes a few files at a time, column-wise where `pywxdump_stage` can.
 
 What the export loses, so these render differently from the phone: the title of 49/4
 video shares (4 and 5 share one label, read as 5); the name or title of files, music, mini
