@@ -12,8 +12,12 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import run_cli
 from test_bad_input import fails
+
+from wechat_avatar.errors import UsageError
+from wechat_avatar.sources.base import Hints, resolve_self
 
 ME, HU, ROOM = "wxid_me", "wxid_hu", "123@chatroom"
 PYWXDUMP = ["id", "MsgSvrID", "type_name", "is_sender", "talker", "room_name", "msg", "src", "CreateTime"]
@@ -64,16 +68,19 @@ def test_pywxdump_saved_by_a_spreadsheet_is_read_whole(tmp_path: Path) -> None:
         [2, "402", "文本", 1, ME, HU, "还没想好\n你呢", "", "2024/5/3 9:06"],
         [3, "403", "引用回复", 0, HU, HU, "我没问我爸", "", "2024/5/3 9:07"],  # the reply alone, no [引用] tail
         [4, "404", "文本", 0, HU, HU, '她说"好"', "", "2024/05/03 09:08:00"],
+        [5, "405", "文件", 0, HU, HU, "周报.pdf", "", "2024/5/3 9:09"],  # words where PyWxDump writes its label
     ]
-    spreadsheet_csv(tmp_path / "export" / f"{HU}_0_4.csv", PYWXDUMP, rows)
+    spreadsheet_csv(tmp_path / "export" / f"{HU}_0_5.csv", PYWXDUMP, rows)
     result = ingest(tmp_path / "export", "--workspace", tmp_path / "ws")
-    assert "read 4, added 4" in result.stdout and "skipped none" in result.stdout, result.stdout
+    assert "read 5, added 5" in result.stdout and "skipped none" in result.stdout, result.stdout
     assert stored(tmp_path / "ws") == [
         text_row("401", HU, HU, AT_0905, "五一去哪"),
         text_row("402", HU, ME, AT_0906, "还没想好\n你呢"),
         (f"pywxdump:{ME}", "403", 403, HU, HU, 0, AT_0907, 49, 57, None, TAILLESS_QUOTE, "我没问我爸", "quote", "ok",
          ": [未知消息]", ""),
         text_row("404", HU, HU, AT_0908, '她说"好"'),
+        (f"pywxdump:{ME}", "405", 405, HU, HU, 0, AT_0908 + 60_000, 49, 6, None,
+         "<msg><appmsg><title>周报.pdf</title><type>6</type></appmsg></msg>", "[文件]周报.pdf", "file", "ok", "", ""),
     ]  # fmt: skip
 
 
@@ -188,3 +195,18 @@ def test_chatlog_csv_saved_by_a_spreadsheet_and_json_without_a_zone(tmp_path: Pa
     why = "chatlog.csv: no row could be read (the first: unreadable time '五月三日')"
     fails(run_cli("ingest", tmp_path / "bad", "--self", ME, "--workspace", tmp_path / "ws3"), 2,
           "nothing in the chatlog export in", why)  # fmt: skip
+
+
+def test_the_account_is_the_flag_else_the_readers_guesses_else_the_workspaces() -> None:
+    def never() -> str:
+        raise AssertionError("a later guess is not tried once one is known")
+
+    ask = {"message": "cannot tell whose export this is", "hint": "pass --self"}
+    workspace = Hints(account=lambda: "wxid_ws")
+    assert resolve_self(Hints(self_wxid="wxid_flag", account=never), never, **ask) == "wxid_flag"
+    assert resolve_self(workspace, None, lambda: "", lambda: "wxid_guess", never, **ask) == "wxid_guess"
+    assert resolve_self(workspace, None, lambda: None, **ask) == "wxid_ws"
+    assert resolve_self("wxid_flag", never, **ask) == "wxid_flag"  # a bare --self (the PC readers)
+    with pytest.raises(UsageError, match="cannot tell whose export this is") as err:
+        resolve_self(Hints(), lambda: None, **ask)
+    assert err.value.hint == "pass --self"

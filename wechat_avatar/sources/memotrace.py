@@ -123,10 +123,9 @@ class MemoTraceExport(ExportReader):
         super().__init__(common_folder([f.parent for f in files]))
         self.tz = hints.timezone
         self.gbk = 0  # lines read as GBK, for the note once the rows are read
-        readable, self.notes = readable_files(sorted(files), self._why_not, f"the MemoTrace export in {self.path}")
-        self.files = readable
-        self.combined = [p for p in readable if _all_in_one(CsvFile(p).header)]
-        self.chats = [self._survey(p) for p in readable if p not in self.combined]
+        self.files, self.notes = readable_files(sorted(files), self._why_not, f"the MemoTrace export in {self.path}")
+        self.combined = [p for p in self.files if _all_in_one(CsvFile(p).header)]
+        self.chats = [self._survey(p) for p in self.files if p not in self.combined]
         self.talkers: dict[str, None] = {}  # the all-in-one files' chats, in order
         for path in self.combined:
             self.talkers.update(dict.fromkeys(row[0] for row in self._cells(path, _ALL_ROW, count=False)))
