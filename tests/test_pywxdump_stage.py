@@ -86,6 +86,13 @@ ODD_ROWS = [
     row(40, label="文件", msg="文件"), row(41, label="动画表情", msg="[动画表情]"), row(42, svr=1042, msg="好的"),
     row(43, svr=1042, msg="好的"),  # the same server id twice
 ]  # fmt: skip
+# CreateTime as a spreadsheet or another tool writes it: the row way reads them (local_ms)
+SPREADSHEET_TIMES = [
+    "2024/5/3 9:05", "2024/05/03 09:05:07", "2024-5-3 9:05", "2023-06-21 23:07", "2023-06-21T23:07:25",
+    "2023-06-21T23:07:25+08:00", "2023-06-21T15:07:25Z", "2023-06-21 23:07:25.250", "1687360045", "1687360045123",
+    "2024/2/30 9:05", "2024/5/3", "昨天 9:05",  # not a day, no time, not a time: skipped both ways
+]  # fmt: skip
+TIME_ROWS = [row(100 + i, created=t) for i, t in enumerate(SPREADSHEET_TIMES)]
 
 
 @pytest.mark.parametrize("drop_text", [False, True])
@@ -94,6 +101,27 @@ def test_odd_rows_are_staged_as_the_row_way_stages_them(tmp_path: Path, drop_tex
     fast, rows = both_ways(cfg, write_csv(tmp_path / "wxid_a_0_43.csv", ODD_ROWS))
     assert_same(fast, rows)
     assert rows.skipped["no room_name"] == 1 and rows.skipped["unreadable time"] >= 2  # the odd rows really are odd
+
+
+def test_spreadsheet_times_are_staged_as_the_row_way_stages_them(tmp_path: Path) -> None:
+    fast, rows = both_ways(RenderConfig(), write_csv(tmp_path / "wxid_a_0_13.csv", [*TIME_ROWS, *ODD_ROWS[:3]]))
+    assert_same(fast, rows)
+    assert rows.skipped == {"unreadable time": 3} and len(rows.ids) == len(TIME_ROWS) - 3 + 3
+
+
+def test_a_file_saved_by_a_spreadsheet_is_staged_as_the_row_way_stages_it(tmp_path: Path) -> None:
+    """Excel and WPS write a BOM, end rows with CRLF, keep LF inside a multi-line cell and quote it."""
+    rows = [row(1, created="2024/5/3 9:05"), row(2, msg="多\n行\n\n文本", created="2024/5/3 9:06"),
+            row(3, label="引用回复", msg=QUOTE, created="2024/5/3 9:07"),
+            row(4, msg='她说"好"', created="2024/5/3 9:08")]  # fmt: skip
+    path = tmp_path / "wxid_a_0_4.csv"
+    with path.open("w", encoding="utf-8-sig", newline="") as fh:
+        out = csv.writer(fh, lineterminator="\r\n")
+        out.writerow(COLUMNS)
+        out.writerows(rows)
+    fast, slow = both_ways(RenderConfig(), path)
+    assert_same(fast, slow)
+    assert not slow.skipped and len(slow.ids) == 4
 
 
 def test_times_around_daylight_saving_changes(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple, Protocol
 import blackboxprotobuf
 
 from wechat_avatar.canonical import Account, Contact, Member, Message
-from wechat_avatar.errors import SourceFormatError
+from wechat_avatar.errors import SourceFormatError, UsageError
 
 
 @dataclass(frozen=True)
@@ -26,11 +26,13 @@ class Hints:
 
 
 class BadRecord(ValueError):
-    """One record inside good input that cannot be read; counted and skipped under `reason`."""
+    """One record inside good input that cannot be read; counted and skipped under `reason`.
+    `value` is what was wrong (the time as written …), for the error when no record can be read."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, value: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.value = value
 
 
 # A pure, picklable function from one raw message row to a Message (it runs in worker
@@ -86,6 +88,106 @@ class Source(Protocol):
     def row_mapper(self) -> RowMapper: ...
 
     def close(self) -> None: ...
+
+
+Guess = str | None | Callable[[], str | None]  # a wxid, or how to find one when it is needed
+
+
+def resolve_self(hints: Hints | str | None, *guesses: Guess, message: str, hint: str) -> str:
+    """Whose history this is: --self, else the reader's own guesses in order, else the workspace's
+    account (where `hints` is a Hints; a bare --self value has no workspace behind it).
+    Guesses that cost a pass over the input are callables, tried only when needed."""
+    flag, account = (hints.self_wxid, hints.account) if isinstance(hints, Hints) else (hints, None)
+    for guess in (flag, *guesses, account):
+        wxid = guess() if callable(guess) else guess
+        if wxid:
+            return wxid
+    raise UsageError(message, hint=hint)
+
+
+class ExportReader:
+    """What the readers of one account's export share: the summary's `skipped` and `notes`, the
+    source key `<key_prefix>:<your wxid>` and nothing held open to close. A reader sets
+    `self_wxid` (see `resolve_self`) before anything reads `source_key`."""
+
+    kind: str = ""
+    key_prefix: str = ""  # the kind where empty
+    path: Path
+    self_wxid: str
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.skipped: Counter[str] = Counter()
+        self.notes: list[str] = []
+
+    @property
+    def source_key(self) -> str:
+        return f"{self.key_prefix or self.kind}:{self.self_wxid}"
+
+    def close(self) -> None:  # each pass opens and closes its own files
+        return
+
+
+class Unreadable(NamedTuple):
+    """Why no record of an input could be read: the first failure's reason and value."""
+
+    reason: str
+    value: str
+
+    def __str__(self) -> str:
+        first = f"{self.reason} {self.value!r}" if self.value else self.reason
+        return f"no row could be read (the first: {first})"
+
+
+def first_unreadable(rows: Iterable[Sequence[Any]], mapper: RowMapper) -> Unreadable | None:
+    """None as soon as one row maps (or there are none); else why the first one did not.
+
+    Stops at the first good row, so on good input it costs a row or two."""
+    first = None
+    for row in rows:
+        try:
+            mapper(row)
+        except BadRecord as bad:
+            first = first or Unreadable(bad.reason, bad.value)
+            continue
+        return None
+    return first
+
+
+def readable_files(
+    files: Sequence[Path], why_not: Callable[[Path], str | None], what: str
+) -> tuple[list[Path], list[str]]:
+    """The files of which a record can be read, and a summary note naming each other one and
+    why; none readable is a SourceFormatError naming the first. `what`: "the PyWxDump export in …"."""
+    good, notes, first = [], [], ""
+    for path in files:
+        why = why_not(path)
+        if why is None:
+            good.append(path)
+            continue
+        notes.append(f"{path.name} was not read: {why}")
+        first = first or f"{path.name}: {why}"
+    if not good and first:
+        many = f"none of the {len(files)} files of" if len(files) > 1 else "nothing in"
+        hint = TIME_HINT if "unreadable time" in first else "export it again: it may be damaged or cut short"
+        raise SourceFormatError(f"{many} {what} could be read; {first}", hint=hint)
+    return good, notes
+
+
+TIME_HINT = (
+    "times are read as 2023-06-21 23:07:25 in --timezone, also with slashes, without zero padding or "
+    "seconds, as ISO 8601, or as epoch seconds or milliseconds"
+)
+
+
+def why_unreadable(rows: Callable[[], Iterable[Sequence[Any]]], mapper: RowMapper) -> str | None:
+    """Why no row of one input can be read ("no row could be read (the first: …)", or why it is
+    not the format it looked like), or None where a row can be (or it holds none)."""
+    try:
+        first = first_unreadable(rows(), mapper)
+    except SourceFormatError as err:
+        return str(err)
+    return str(first) if first else None
 
 
 def map_rows(rows: Iterable[Sequence[Any]], mapper: RowMapper) -> tuple[list[Message], Counter[str], Counter[str]]:

@@ -29,23 +29,29 @@ import re
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from datetime import datetime
 from functools import partial
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from wechat_avatar.canonical import Account, Contact, ContactKind, Member, Message, contact_kind
-from wechat_avatar.errors import SourceFormatError, UsageError
+from wechat_avatar.errors import SourceFormatError
 from wechat_avatar.sources import rebuild
-from wechat_avatar.sources.base import BadRecord, Hints, RowMapper
-from wechat_avatar.sources.textfile import CsvFile, common_folder, count_lines, local_ms
+from wechat_avatar.sources.base import (
+    BadRecord,
+    ExportReader,
+    Hints,
+    RowMapper,
+    readable_files,
+    resolve_self,
+    why_unreadable,
+)
+from wechat_avatar.sources.textfile import BROKEN_ROW, GBK_NOTE, CsvFile, common_folder, count_lines, local_ms
 
 JSON_KEYS = ("seq", "time", "talker", "isSelf", "type", "subType", "content", "contents", "sender")
 CSV_COLUMNS = ("Time", "SenderName", "Sender", "TalkerName", "Talker", "Content")
 SYSTEM_SENDER = "系统消息"
 SYSTEM_TYPES = frozenset({10000, 10002})
-_FRACTION = re.compile(r"(\.\d{6})\d+")  # Go prints nanoseconds; Python reads microseconds
 _TRANSFER = re.compile(r"^\[转账\|(发送 |接收 |退还 )?(.*?)\](?:\((.*)\))?$", re.DOTALL)
 # PlainTextContent() shapes -> (type, subtype, pattern with the groups the rebuild needs)
 _SHAPES: list[tuple[int, int, re.Pattern[str]]] = [
@@ -80,21 +86,19 @@ def content_from_json(base: int, sub: int, content: str, contents: dict[str, Any
     if sub == 2000 and (m := _TRANSFER.match(content)):
         return rebuild.transfer(m[2], m[3] or "", 3 if m[1] == "接收 " else 1)
     if sub in (33, 36):
-        return rebuild.appmsg(sub, sourcedisplayname=title) if title else rebuild.bare_appmsg(sub)
+        return rebuild.appmsg(sub, sourcedisplayname=title) if title else rebuild.words(sub, content)
     if title:
         return rebuild.appmsg(sub, title, des=str(contents.get("desc") or ""), url=str(contents.get("url") or ""))
-    return rebuild.bare_appmsg(sub)
+    return rebuild.words(sub, content)  # no title parsed: whatever text chatlog gave is kept
 
 
-def message_from_json(row: Sequence[Any], source: str, self_wxid: str) -> Message:
-    """One JSON message, values in JSON_KEYS order -> Message (raises BadRecord)."""
+def message_from_json(row: Sequence[Any], source: str, self_wxid: str, tz: str) -> Message:
+    """One JSON message, values in JSON_KEYS order -> Message (raises BadRecord). The time
+    carries its zone; one that does not is local (--timezone)."""
     seq, when, talker, is_self, base, sub, content, contents, sender = row
     if not talker or not isinstance(base, int):
         raise BadRecord("no talker or type")
-    try:
-        ms = int(datetime.fromisoformat(_FRACTION.sub(r"\1", str(when))).timestamp()) * 1000
-    except ValueError:
-        raise BadRecord("unreadable time") from None
+    ms = local_ms(str(when), tz)
     content = content_from_json(base, sub or 0, str(content or ""), contents or {})
     sender = _sender(str(sender or ""), bool(is_self), base, talker, self_wxid)
     return Message(source, f"{talker}:{seq}", talker, sender, bool(is_self) or sender == self_wxid, ms, base,
@@ -173,15 +177,20 @@ def _chat_contacts(chats: dict[str, str], people: dict[tuple[str, str], str], se
             yield Contact(wxid, kind=contact_kind(wxid, is_friend=False))
 
 
-class _Chatlog(ABC):
-    """What the JSON and CSV readers share: a first pass for names and for whose history it is."""
+class _Chatlog(ExportReader, ABC):
+    """What the JSON and CSV readers share: a first pass for names and for whose history it is.
+
+    A file of which no message can be read is left out and named in the summary; an export of
+    which no file can be read is a SourceFormatError."""
 
     kind = "chatlog"
+    key_prefix = "chatlog"
 
     def __init__(self, files: list[Path], hints: Hints) -> None:
-        self.files, self.path, self.tz = sorted(files), common_folder(files), hints.timezone
-        self.skipped: Counter[str] = Counter()
-        self.notes: list[str] = []
+        super().__init__(common_folder(files))
+        self.tz = hints.timezone
+        self.files: list[Path] = []  # until the readable ones are known
+        self.files, self.notes = readable_files(sorted(files), self._why_not, f"the chatlog export in {self.path}")
         self.chats: dict[str, str] = {}  # talker -> its name
         self.people: dict[tuple[str, str], str] = {}  # (talker, sender) -> the sender's name
         own: Counter[str] = Counter()
@@ -194,18 +203,29 @@ class _Chatlog(ABC):
         if not self.chats:
             raise SourceFormatError(f"the chatlog export in {self.path} holds no messages",
                                     hint="save the API answer again with a time range that has messages")  # fmt: skip
-        wxid = hints.self_wxid or (own.most_common(1)[0][0] if own else None) or hints.account()
-        if not wxid:
-            raise UsageError("cannot tell whose chatlog export this is", hint="pass --self wxid_… (your wxid)")
-        self.self_wxid = wxid
+        self.self_wxid = resolve_self(hints, own.most_common(1)[0][0] if own else None,
+                                      message="cannot tell whose chatlog export this is",
+                                      hint="pass --self wxid_… (your wxid)")  # fmt: skip
+
+    def _why_not(self, path: Path) -> str | None:
+        return why_unreadable(lambda: self._rows([path]), self._mapper("", ""))
+
+    @abstractmethod
+    def _rows(self, files: list[Path]) -> Iterator[Sequence[Any]]:
+        """The files' raw message rows, as `rows()` yields them."""
+
+    @abstractmethod
+    def _mapper(self, source: str, self_wxid: str) -> RowMapper: ...
+
+    def rows(self) -> Iterator[Sequence[Any]]:
+        return self._rows(self.files)
+
+    def row_mapper(self) -> RowMapper:
+        return self._mapper(self.source_key, self.self_wxid)
 
     @abstractmethod
     def _survey(self) -> Iterator[tuple[str, str, str, str, bool | None]]:
         """(talker, talker name, sender, sender name, is-self if the format says) per message."""
-
-    @property
-    def source_key(self) -> str:
-        return f"chatlog:{self.self_wxid}"
 
     def account(self) -> Account:
         names = (name for (_, wxid), name in self.people.items() if wxid == self.self_wxid and name)
@@ -219,15 +239,12 @@ class _Chatlog(ABC):
             if talker.endswith("@chatroom"):
                 yield Member(talker, wxid, name)
 
-    def close(self) -> None:  # nothing held open: each pass opens and closes its file
-        return
-
 
 class ChatlogJson(_Chatlog):
     kind = "chatlog-json"
 
-    def _messages(self) -> Iterator[dict[str, Any]]:
-        for path in self.files:
+    def _messages(self, files: list[Path] | None = None) -> Iterator[dict[str, Any]]:
+        for path in self.files if files is None else files:
             try:
                 items = json.loads(path.read_text(encoding="utf-8-sig"))
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -247,35 +264,32 @@ class ChatlogJson(_Chatlog):
     def count(self) -> int:
         return sum(p.read_bytes().count(b'"talker"') for p in self.files)
 
-    def rows(self) -> Iterator[Sequence[Any]]:
-        self.skipped.clear()
-        for m in self._messages():
+    def _rows(self, files: list[Path]) -> Iterator[Sequence[Any]]:
+        self.skipped.clear()  # the first passes counted them too
+        for m in self._messages(files):
             yield tuple(m.get(k) for k in JSON_KEYS)
 
-    def row_mapper(self) -> RowMapper:
-        return partial(message_from_json, source=self.source_key, self_wxid=self.self_wxid)
+    def _mapper(self, source: str, self_wxid: str) -> RowMapper:
+        return partial(message_from_json, source=source, self_wxid=self_wxid, tz=self.tz)
 
 
 class ChatlogCsv(_Chatlog):
     kind = "chatlog-csv"
+    key_prefix = "chatlog-csv"  # not the JSON's: the two share no ids, so they merge like two sources
 
-    @property
-    def source_key(self) -> str:  # not the JSON's: the two share no ids, so they merge like two sources
-        return f"chatlog-csv:{self.self_wxid}"
-
-    def _cells(self, skip: bool = False) -> Iterator[list[str]]:
+    def _cells(self, skip: bool = False, files: list[Path] | None = None) -> Iterator[list[str]]:
         gbk = 0
-        for path in self.files:
+        for path in self.files if files is None else files:
             table = CsvFile(path)
             pick = itemgetter(*(table.header.index(c) for c in CSV_COLUMNS))
             for cells in table.rows():
                 if len(cells) != len(table.header):
-                    self.skipped["wrong number of CSV fields"] += skip
+                    self.skipped[BROKEN_ROW] += skip
                     continue
                 yield pick(cells)
             gbk += table.gbk_lines
         if gbk and skip:
-            self.notes.append(f"{gbk} lines were not UTF-8 and were read as GBK")
+            self.notes.append(GBK_NOTE.format(gbk))
 
     def _survey(self) -> Iterator[tuple[str, str, str, str, bool | None]]:
         for _, sender_name, sender, talker_name, talker, _ in self._cells():
@@ -284,12 +298,12 @@ class ChatlogCsv(_Chatlog):
     def count(self) -> int:
         return sum(count_lines(p) for p in self.files)
 
-    def rows(self) -> Iterator[Sequence[Any]]:
+    def _rows(self, files: list[Path]) -> Iterator[Sequence[Any]]:
         seen: Counter[tuple[str, str]] = Counter()
-        for when, _, sender, _, talker, content in self._cells(skip=True):
+        for when, _, sender, _, talker, content in self._cells(skip=files is self.files, files=files):
             n = seen[talker, when]
             seen[talker, when] += 1
             yield when, sender, talker, content, n
 
-    def row_mapper(self) -> RowMapper:
-        return partial(message_from_csv, source=self.source_key, self_wxid=self.self_wxid, tz=self.tz)
+    def _mapper(self, source: str, self_wxid: str) -> RowMapper:
+        return partial(message_from_csv, source=source, self_wxid=self_wxid, tz=self.tz)

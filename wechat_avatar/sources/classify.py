@@ -65,6 +65,8 @@ def csv_kind(path: Path) -> str | None:
     A header with most of a format's columns but not all is an error naming what is missing.
     """
     header = CsvFile(path).header
+    if set(memotrace.ALL_IN_ONE) <= set(header):  # a chat file, or older WeChatMsg's all-in-one messages.csv
+        return "memotrace"
     for kind, columns in CSV_FORMATS.items():
         have = set(header) & set(columns)
         if len(have) == len(columns):

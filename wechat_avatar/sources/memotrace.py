@@ -11,9 +11,15 @@ with another source goes by chat, sender, second and text; and the chat's own id
 chat's id is the contact's wxid from `Sender`; a group's is the workspace's group of that
 name (ingest the phone or PC database first), else a stand-in `memotrace_<md5>@chatroom`
 named after the folder. Source key `memotrace:<wxid>`, source_id `<chat>:<CreateTime>:<localId>`
-(localIds restart in every MSGn.db). A row and what it becomes::
+(localIds restart in every MSGn.db). A CreateTime a spreadsheet spoiled falls back to StrTime
+(local, --timezone). A type-49 StrContent that is plain text (not XML) is kept as its title.
 
-    ("wxid_hu", "406", "1", "0", "0", "1687360045", "好", "wxid_hu")      # chat id, then the row's own cells
+Older WeChatMsg wrote every chat into one `messages.csv` with only the first nine columns
+(`localId … StrTime`, some rows with one field more): its chats are filed under their
+`TalkerId`, its senders are unknown (the chat itself in a private chat), and whose it is
+comes from --self or the workspace. A row and what it becomes::
+
+    ("wxid_hu", "406", "1", "0", "0", "1687360045", "好", "wxid_hu", "2023-06-21 23:07:25")  # chat id, then cells
     -> Message(source="memotrace:wxid_me", source_id="wxid_hu:1687360045:406", chat_id="wxid_hu",
                sender="wxid_hu", is_self=False, timestamp_ms=1687360045000, base_type=1, sub_type=0, content="好")
 """
@@ -25,30 +31,39 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from wechat_avatar.canonical import Account, Contact, ContactKind, Member, Message, contact_kind
-from wechat_avatar.errors import SourceFormatError, UsageError
-from wechat_avatar.sources.base import BadRecord, Hints, RowMapper
-from wechat_avatar.sources.rebuild import bare_appmsg
-from wechat_avatar.sources.textfile import CsvFile, common_folder, count_lines
+from wechat_avatar.errors import SourceFormatError
+from wechat_avatar.sources import rebuild
+from wechat_avatar.sources.base import (
+    BadRecord,
+    ExportReader,
+    Hints,
+    RowMapper,
+    readable_files,
+    resolve_self,
+    why_unreadable,
+)
+from wechat_avatar.sources.textfile import BROKEN_ROW, GBK_NOTE, CsvFile, common_folder, count_lines, local_ms
 
-COLUMNS = ("localId", "TalkerId", "Type", "SubType", "IsSender", "CreateTime", "Status", "StrContent", "StrTime",
-           "Remark", "NickName", "Sender")  # fmt: skip
-_ROW = ("localId", "Type", "SubType", "IsSender", "CreateTime", "StrContent", "Sender")
+ALL_IN_ONE = ("localId", "TalkerId", "Type", "SubType", "IsSender", "CreateTime", "Status", "StrContent", "StrTime")
+COLUMNS = (*ALL_IN_ONE, "Remark", "NickName", "Sender")
+_ROW = ("localId", "Type", "SubType", "IsSender", "CreateTime", "StrContent", "Sender", "StrTime")
+_ALL_ROW = ("TalkerId", "localId", "Type", "SubType", "IsSender", "CreateTime", "StrContent", "Sender", "StrTime")
 SYSTEM_TYPES = frozenset({10000, 10002})
 SYSTEM_NAMES = {"文件传输助手": "filehelper", "微信团队": "weixin", "朋友推荐消息": "fmessage"}  # the same everywhere
 
 
-def message_from_row(row: Sequence[Any], source: str, self_wxid: str) -> Message:
+def message_from_row(row: Sequence[Any], source: str, self_wxid: str, tz: str) -> Message:
     """(chat id, then the _ROW cells) -> Message (raises BadRecord)."""
-    chat, local_id, type_, sub, is_sender, created, content, sender = row
+    chat, local_id, type_, sub, is_sender, created, content, sender, str_time = row
     try:
-        base, sub_type, seconds = int(type_), int(sub or 0), int(created)
+        base, sub_type = int(type_), int(sub or 0)
     except ValueError:
-        raise BadRecord("non-numeric Type, SubType or CreateTime") from None
+        raise BadRecord("non-numeric Type or SubType") from None
+    ms = _ms(created, str_time, tz)
     is_self = is_sender.strip() == "1"
     if base in SYSTEM_TYPES:
         sender = ""
@@ -56,10 +71,28 @@ def message_from_row(row: Sequence[Any], source: str, self_wxid: str) -> Message
         sender = self_wxid
     elif not sender and not chat.endswith("@chatroom"):
         sender = chat
-    if base == 49 and not content:  # the XML was in CompressContent, which the export leaves out
-        content = bare_appmsg(sub_type)
-    return Message(source, f"{chat}:{seconds}:{local_id}", chat, sender, is_self, seconds * 1000, base, sub_type,
+    if base == 49 and not content.lstrip().startswith("<"):  # the XML was in CompressContent, left out
+        content = rebuild.words(sub_type, content)
+    return Message(source, f"{chat}:{ms // 1000}:{local_id}", chat, sender, is_self, ms, base, sub_type,
                    content, base, None)  # fmt: skip
+
+
+def _ms(created: str, str_time: str, tz: str) -> int:
+    """CreateTime in seconds (milliseconds if 13 digits), else either column as local_ms reads it."""
+    try:
+        seconds = int(created)
+        return seconds if abs(seconds) >= 10**12 else seconds * 1000
+    except ValueError:
+        pass
+    try:
+        return local_ms(created, tz)
+    except BadRecord:
+        if not str_time:
+            raise
+    try:
+        return local_ms(str_time, tz)
+    except BadRecord:
+        raise BadRecord("unreadable time", created or str_time) from None
 
 
 @dataclass
@@ -74,30 +107,63 @@ class _Chat:
     chat_id: str = ""
 
 
-class MemoTraceExport:
+def _all_in_one(header: Sequence[str]) -> bool:
+    return "Sender" not in header
+
+
+class MemoTraceExport(ExportReader):
+    """Per-chat `<remark>_utf8.csv` files, or older all-in-one `messages.csv` ones, or both.
+
+    A file of which no row can be read is left out and named in the summary; an export of
+    which no file can be read is a SourceFormatError."""
+
     kind = "memotrace"
 
     def __init__(self, files: list[Path], hints: Hints) -> None:
-        self.files, self.path = sorted(files), common_folder([f.parent for f in files])
-        self.skipped: Counter[str] = Counter()
-        self.notes: list[str] = []
-        self.chats = [self._survey(p) for p in self.files]
-        if not any(c.rows for c in self.chats):
+        super().__init__(common_folder([f.parent for f in files]))
+        self.tz = hints.timezone
+        self.gbk = 0  # lines read as GBK, for the note once the rows are read
+        self.files, self.notes = readable_files(sorted(files), self._why_not, f"the MemoTrace export in {self.path}")
+        self.combined = [p for p in self.files if _all_in_one(CsvFile(p).header)]
+        self.chats = [self._survey(p) for p in self.files if p not in self.combined]
+        self.talkers: dict[str, None] = {}  # the all-in-one files' chats, in order
+        for path in self.combined:
+            self.talkers.update(dict.fromkeys(row[0] for row in self._cells(path, _ALL_ROW, count=False)))
+        if not any(c.rows for c in self.chats) and not self.talkers:
             raise SourceFormatError(f"the MemoTrace export in {self.path} holds no messages",
                                     hint="export the chats again from MemoTrace")  # fmt: skip
-        wxid = hints.self_wxid or next((c.own for c in self.chats if c.own), "") or hints.account()
-        if not wxid:
-            raise UsageError("cannot tell whose MemoTrace export this is", hint="pass --self wxid_… (your wxid)")
-        self.self_wxid = wxid
+        self.self_wxid = resolve_self(hints, next((c.own for c in self.chats if c.own), None),
+                                      message="cannot tell whose MemoTrace export this is",
+                                      hint="pass --self wxid_… (your wxid)")  # fmt: skip
         self._place(hints.names())
 
-    def _survey(self, path: Path) -> _Chat:
-        chat, table = _Chat(path), CsvFile(path)
-        where = [table.header.index(c) for c in ("IsSender", "Type", "Remark", "NickName", "Sender")]
-        for cells in table.rows():
-            if len(cells) != len(table.header):
+    def _why_not(self, path: Path) -> str | None:
+        mapper = partial(message_from_row, source="", self_wxid="", tz=self.tz)
+        columns = _ALL_ROW if _all_in_one(CsvFile(path).header) else ("", *_ROW)  # "": no chat id yet
+        return why_unreadable(lambda: self._cells(path, columns, whole=False, count=False), mapper)
+
+    def _cells(
+        self, path: Path, columns: Sequence[str], whole: bool = True, count: bool = True
+    ) -> Iterator[tuple[str, ...]]:
+        """The file's rows as `columns` (a column it lacks reads ""); rows of the wrong width are
+        counted in `skipped` (where `count`), an all-in-one row may have one field more."""
+        table = CsvFile(path)
+        where = [table.header.index(c) if c in table.header else None for c in columns]
+        width = len(table.header)
+        extra = 1 if _all_in_one(table.header) else 0
+        for cells in table.rows(whole):
+            if not width <= len(cells) <= width + extra:
+                self.skipped[BROKEN_ROW] += count
                 continue
-            is_sender, type_, remark, nickname, sender = (cells[i] for i in where)
+            yield tuple("" if i is None else cells[i] for i in where)
+        if count:
+            self.gbk += table.gbk_lines
+
+    def _survey(self, path: Path) -> _Chat:
+        chat = _Chat(path)
+        for is_sender, type_, remark, nickname, sender in self._cells(
+            path, ("IsSender", "Type", "Remark", "NickName", "Sender"), count=False
+        ):
             chat.rows += 1
             if is_sender.strip() == "1":
                 chat.own = chat.own or sender
@@ -125,10 +191,6 @@ class MemoTraceExport:
                 self.notes.append(f"group {name!r} has no id in a MemoTrace export: stored as {chat.chat_id}; "
                                   "ingest the phone or PC database first to file it under the real group")  # fmt: skip
 
-    @property
-    def source_key(self) -> str:
-        return f"memotrace:{self.self_wxid}"
-
     def account(self) -> Account:
         nickname = next((c.names[self.self_wxid][1] for c in self.chats if self.self_wxid in c.names), "")  # Me()
         return Account(self.self_wxid, nickname)
@@ -141,6 +203,8 @@ class MemoTraceExport:
                 friend = wxid == chat.chat_id  # only a private chat says you are friends
                 kind = ContactKind.SELF if wxid == self.self_wxid else contact_kind(wxid, is_friend=friend)
                 yield Contact(wxid, remark=remark, nickname=nickname, kind=kind)
+        for talker in self.talkers:  # all-in-one files name no one
+            yield Contact(talker, kind=contact_kind(talker))
 
     def members(self) -> Iterator[Member]:
         for chat in self.chats:
@@ -151,21 +215,14 @@ class MemoTraceExport:
         return sum(count_lines(p) for p in self.files)
 
     def rows(self) -> Iterator[Sequence[Any]]:
-        gbk = 0
+        self.gbk = 0
         for chat in self.chats:
-            table = CsvFile(chat.path)
-            pick = itemgetter(*(table.header.index(c) for c in _ROW))
-            for cells in table.rows():
-                if len(cells) != len(table.header):
-                    self.skipped["wrong number of CSV fields"] += 1
-                    continue
-                yield (chat.chat_id, *pick(cells))
-            gbk += table.gbk_lines
-        if gbk:
-            self.notes.append(f"{gbk} lines were not UTF-8 and were read as GBK")
+            for cells in self._cells(chat.path, _ROW):
+                yield (chat.chat_id, *cells)
+        for path in self.combined:
+            yield from self._cells(path, _ALL_ROW)
+        if self.gbk:
+            self.notes.append(GBK_NOTE.format(self.gbk))
 
     def row_mapper(self) -> RowMapper:
-        return partial(message_from_row, source=self.source_key, self_wxid=self.self_wxid)
-
-    def close(self) -> None:
-        pass
+        return partial(message_from_row, source=self.source_key, self_wxid=self.self_wxid, tz=self.tz)

@@ -30,7 +30,7 @@ from typing import Any
 import lz4.block
 
 from wechat_avatar.canonical import Account, Contact, ContactKind, Member, Message, contact_kind
-from wechat_avatar.errors import UsageError
+from wechat_avatar.sources import base
 from wechat_avatar.sources.base import BadRecord, ChunkRows, RowMapper, decode_text, query, query_value, roomdata_names
 from wechat_avatar.sources.protobuf import ProtobufError, fields, skip, varint
 
@@ -154,13 +154,12 @@ class Pc3Db:
         self.micromsg = micromsg
         self.skipped: Counter[str] = Counter()
         self.notes: list[str] = []
-        wxid = self_wxid or account_wxid(self.shards[0])
-        if not wxid:
-            raise UsageError(
-                f"cannot tell whose PC history {self.path} is",
-                hint="pass --self wxid_… (your wxid is the folder name under WeChat Files)",
-            )
-        self.self_wxid = wxid
+        self.self_wxid = base.resolve_self(
+            self_wxid,
+            lambda: account_wxid(self.shards[0]),
+            message=f"cannot tell whose PC history {self.path} is",
+            hint="pass --self wxid_… (your wxid is the folder name under WeChat Files)",
+        )
         if micromsg is None:
             self.notes.append(f"no MicroMsg.db beside {self.shards[0].name}: contacts and groups keep their wxids "
                               "as names; ingest MicroMsg.db too to name them")  # fmt: skip

@@ -29,7 +29,7 @@ from typing import Any
 import zstandard
 
 from wechat_avatar.canonical import Account, Contact, ContactKind, Member, Message, contact_kind
-from wechat_avatar.errors import UsageError
+from wechat_avatar.sources import base
 from wechat_avatar.sources.base import BadRecord, RowMapper, decode_text, query, query_value
 from wechat_avatar.sources.protobuf import ProtobufError, fields
 
@@ -127,11 +127,13 @@ class Pc4Db:
         self.skipped: Counter[str] = Counter()
         self.notes: list[str] = []
         self.tables = {shard: self._tables(shard) for shard in self.shards}
-        wxid = self_wxid or account_from_folder(self.shards[0]) or self._guess_self()
-        if not wxid:
-            hint = "pass --self wxid_… (your wxid: the xwechat_files folder name without its _xxxx tail)"
-            raise UsageError(f"cannot tell whose WeChat 4.x history {self.path} is", hint=hint)
-        self.self_wxid = wxid
+        self.self_wxid = base.resolve_self(
+            self_wxid,
+            lambda: account_from_folder(self.shards[0]),
+            self._guess_self,
+            message=f"cannot tell whose WeChat 4.x history {self.path} is",
+            hint="pass --self wxid_… (your wxid: the xwechat_files folder name without its _xxxx tail)",
+        )
         if contact is None:
             self.notes.append("no contact.db beside the message databases: contacts keep their wxids as names")
 

@@ -1,6 +1,8 @@
 """PyWxDump CSV files mapped column-wise in Arrow: what `message_from_row` does a row at a time.
 
-Why: through the row path (`pywxdump.message_from_row`, `render`, `staging.message_row`,
+It maps through `pywxdump_row`, as the reader does, and imports nothing of the reader's.
+
+Why: through the row path (`pywxdump_row.message_from_row`, `render`, `staging.message_row`,
 `staging.staged`) a row costs about 12 µs of Python, ten times the csv module's own read,
 which is the ingest benchmark's baseline. Here pyarrow reads the file and computes each
 column for all rows at once, in C++; Python touches a row only to hash its merge key. What
@@ -11,9 +13,10 @@ UTC start of a local hour, and the payload and rendering of every non-text messa
 Only rows the columns map exactly as the row path does are mapped here: a room, a flag of
 0 or 1, a plain decimal server id that fits 64 bits, a `YYYY-MM-DD HH:MM:SS` time of a real
 local hour. Any other row goes through `message_from_row` itself (and may be counted and
-skipped, as there). Files of which one cannot be read as the csv module would read it (not
-UTF-8, a blank line, a row of the wrong width or over 1 MiB, JSON) return None, and the
-ingest reads them the row way. tests/test_pywxdump_stage.py checks that both paths stage the same rows.
+skipped, as there), a time a spreadsheet rewrote (`2024/5/3 9:05`) or an ISO or epoch one
+too. Files of which one cannot be read as the csv module would read it (not UTF-8, a blank
+line, a row of the wrong width or over 1 MiB, JSON) return None, and the ingest reads them
+the row way. tests/test_pywxdump_stage.py checks that both paths stage the same rows.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import pyarrow.csv as pacsv
 from wechat_avatar.config import RenderConfig
 from wechat_avatar.render import render
 from wechat_avatar.sources.base import BadRecord
-from wechat_avatar.sources.pywxdump import (
+from wechat_avatar.sources.pywxdump_row import (
     COLUMNS,
     LABELS,
     NO_SENDER,

@@ -29,6 +29,13 @@ def bare_appmsg(sub_type: int) -> str:
     return appmsg(sub_type) if CATEGORIES[category].placeholder else ""
 
 
+def words(sub_type: int, text: str) -> str:
+    """A type-49 payload of which a tool kept only some text, in no shape we can rebuild: the
+    text kept whole as its title, so no words are lost and a quote renders as its reply
+    (`bare_appmsg` where there is no text)."""
+    return appmsg(sub_type, text) if text else bare_appmsg(sub_type)
+
+
 def quote(title: str, name: str, quoted: str, quoted_type: int = 1) -> str:
     """A quote reply (49/57): the new text, and who said the quoted line."""
     refer = (
