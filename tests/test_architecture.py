@@ -84,6 +84,39 @@ def test_imports_run_one_way() -> None:
     assert wrong == []
 
 
+def test_no_import_cycles_between_modules() -> None:
+    graph = _graph()
+    # strongly connected components (Tarjan): a component of two or more modules is a cycle
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in graph[node]:
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    assert cycles == []
+
+
 def test_the_checks_catch_a_forbidden_arrow() -> None:
     """The graph sees imports inside functions too (models must not reach into train)."""
     graph = _graph()
