@@ -104,7 +104,9 @@ def _cued(qq: tuple[str, ...], wechat: tuple[str, ...], not_pii: tuple[str, ...]
 
 
 @lru_cache(maxsize=8)
-def _patterns(qq: tuple[str, ...], wechat: tuple[str, ...], not_pii: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+def _patterns(
+    qq: tuple[str, ...], wechat: tuple[str, ...], not_pii: tuple[str, ...]
+) -> tuple[re.Pattern[str], re.Pattern[str]]:
     """(everything, what to look for inside a URL that is not itself a secret)."""
     cued = _cued(qq, wechat, not_pii)
     numbers = _gate(r"\d(（+", [_IDCARD, _CARD, _ID15, _PHONE, _LANDLINE])
