@@ -151,6 +151,8 @@ def test_cue_words_come_from_the_config() -> None:
     assert pseudo("QQ 12345678") == "QQ 12345678"  # no longer a cue
     assert pseudo("工号 13812345678") == "工号 13812345678"
     assert pseudo("订单号 13812345678") == "订单号 <PHONE_1>"
+    none = Pseudonymiser(PiiCues(qq=[], wechat=[], not_pii=[]))  # no cue words: no cue rules, not "any number"
+    assert none("QQ 12345678，订单号 13812345678，工号 20240503") == "QQ 12345678，订单号 <PHONE_1>，工号 20240503"
 
 
 def test_cue_lists_are_documented_and_validated(tmp_path) -> None:

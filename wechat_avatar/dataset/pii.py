@@ -33,7 +33,8 @@ _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _FOLD = str.maketrans({c: chr(ord(c) - 0xFEE0) for c in map(chr, range(0xFF10, 0xFF5B)) if c.isalnum() or c == "＠"})
 
 # A URL is a secret as a whole when it carries a credential: a sensitive key in its query or
-# fragment (`#access_token=`), or a share link whose path segment is the capability itself.
+# fragment (`#access_token=`), or a share link whose path segment is the capability itself
+# (mp.weixin.qq.com/s/… article links look the same and go too: a lost link, never a leak).
 _SECRET_KEY = re.compile(
     r"[?&#;](?:[\w.-]*(?:token|key|sign|ticket|sid|session|auth|code|pass|pwd|secret|uin|openid)[\w.-]*)=", re.I
 )
@@ -82,13 +83,13 @@ def _cue(word: str) -> str:
 
 
 def _cues(words: tuple[str, ...]) -> str:
-    # longest first, so 订单号 is tried before 订单
-    return "(?i:" + "|".join(_cue(w) for w in sorted(words, key=len, reverse=True)) + ")"
+    """Any of the words, longest first (订单号 before 订单); an empty list matches nowhere."""
+    return "(?i:" + "|".join(_cue(w) for w in sorted(words, key=len, reverse=True)) + ")" if words else "(?!)"
 
 
 def _gate(first: str, alternatives: list[str]) -> str:
     """Alternatives tried only where the text starts with one of `first`: re does not skip them itself."""
-    return f"(?=[{first}])(?:{'|'.join(alternatives)})"
+    return f"(?=[{first}])(?:{'|'.join(alternatives)})" if first else "(?!)"
 
 
 def _cued(qq: tuple[str, ...], wechat: tuple[str, ...], not_pii: tuple[str, ...]) -> str:
