@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from wechat_avatar.dataset.build import build_dataset
 from wechat_avatar.errors import UsageError
 from wechat_avatar.render import render
 from wechat_avatar.store import Store
+from wechat_avatar.synth.phrases import PII_FORMS
 from wechat_avatar.workspace import Workspace
 
 ME = "wxid_me"
@@ -174,6 +176,14 @@ def test_split_is_by_session_and_deterministic(export: Any, tmp_path: Path) -> N
     )
 
 
+def _masked(word: str) -> str:
+    """A regex for a word of a synth template as a sample holds it: each {slot} a pseudonym, a
+    URL maybe one whole pseudonym (when it is a secret itself)."""
+    parts = (re.escape(json.dumps(part, ensure_ascii=False)[1:-1]) for part in re.split(r"\{\w+\}", word))
+    shape = r"<[A-Z]+_\d+>".join(parts)
+    return rf"(?:<URL_\d+>|{shape})" if word.startswith("http") else shape
+
+
 def test_planted_pii_never_reaches_the_dataset(export: Any, tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     assert run_cli("ingest", export.out, "--workspace", ws).returncode == 0
@@ -187,6 +197,11 @@ def test_planted_pii_never_reaches_the_dataset(export: Any, tmp_path: Path) -> N
         assert found.stdout == "", f"{value} leaked into {found.stdout}"
     private = json.loads((ws / "private" / "pii_map.json").read_text(encoding="utf-8"))
     assert all(any(value in original for original in private.values()) for value in pii)
+    # every form synth plants reaches a sample, with each of its values a pseudonym
+    samples = "\n".join(p.read_text(encoding="utf-8") for p in (ws / "dataset" / "messages").glob("*.jsonl"))
+    bubbles = [b for _, said, answers in PII_FORMS for text in (said, *answers) for b in text.split("<s>") if "{" in b]
+    for bubble in bubbles:
+        assert re.search(r"\ ".join(map(_masked, bubble.split(" "))), samples), bubble
     assert (ws / "private" / "pii_map.json").stat().st_mode & 0o077 == 0
     # canaries are not PII: they stay, so the eval's privacy probe can test memorisation
     assert "PII replaced" in result.stdout and (ws / "dataset" / "report.html").exists()

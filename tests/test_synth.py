@@ -18,6 +18,7 @@ import pytest
 from wechat_avatar import android_crypto
 from wechat_avatar.errors import DecryptError
 from wechat_avatar.synth import CANARIES, SynthResult, schema, synth_android
+from wechat_avatar.synth.phrases import PII_FORMS
 from wechat_avatar.synth.pii import bank_card, id_check_digit, id_number, luhn_ok
 from wechat_avatar.synth.tables import ROOMDATA_TYPEDEF
 
@@ -220,6 +221,17 @@ def test_planted_pii_is_in_the_messages(rows: list[dict], manifest: dict, result
     info = dict(conn.execute("SELECT id, value FROM userinfo"))
     assert info[2] == manifest["self_wxid"] == result.self_wxid and info[4] == manifest["self_nickname"]
     assert info[6] in planted
+
+
+def test_every_pii_form_is_planted(rows: list[dict], manifest: dict) -> None:
+    """Each way of typing PII the pseudonymiser knows is in every history, its values in the manifest."""
+    messages = {text(r["content"]) for r in rows}
+    lines = [line for _, said, answers in PII_FORMS for line in (said, *answers)]
+    bubbles = [b for line in lines for b in line.split("<s>") if "{" in b]
+    for bubble in bubbles:
+        shape = re.compile("(.+?)".join(re.escape(part) for part in re.split(r"\{\w+\}", bubble)))
+        found = (m for m in map(shape.fullmatch, messages) if m)
+        assert any(set(m.groups()) <= set(manifest["planted_pii"]) for m in found), bubble
 
 
 def test_odd_rows_are_where_the_manifest_says(rows: list[dict], manifest: dict) -> None:

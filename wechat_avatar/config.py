@@ -105,6 +105,38 @@ DEFAULT_FILLERS = ["好", "好的", "嗯", "嗯嗯", "哦", "哦哦", "ok", "OK"
                    "哈哈", "哈哈哈", "哈哈哈哈", "[表情包]"]  # fmt: skip
 
 
+NOT_PII_CUES = ["订单号", "订单", "运单号", "快递单号", "物流单号", "交易单号", "流水号", "工单号", "取件码", "取餐码",
+                "验证码", "校验码", "播放量", "阅读量", "浏览量", "点赞", "粉丝", "order"]  # fmt: skip
+
+
+class PiiCues(Section):
+    """Words that say what the number or handle right after them is (dataset/pii.py; Latin ones match any case)."""
+
+    qq: list[str] = Field(
+        default_factory=lambda: ["QQ", "扣扣", "企鹅号", "Q号"],
+        description="A 5–11 digit number after one of these is a QQ number: `QQ 12345678`, `qq号：…`, "
+        "`扣扣是…` (号, 号码, 账号, 是, : and = may stand between).",
+    )
+    wechat: list[str] = Field(
+        default_factory=lambda: ["微信", "vx", "wx", "v信", "威信", "薇信", "weixin", "wechat", "加我"],
+        description="A WeChat id after one of these is pseudonymised, also a custom alias (6–20 letters, "
+        "digits, _ or -, starting with a letter: `微信号 lucy_1990`, `加我vx: ajie-88`). An alias of "
+        "letters only needs 号, 是 or : before it, so `微信 update了` stays.",
+    )
+    not_pii: list[str] = Field(
+        default_factory=lambda: list(NOT_PII_CUES),
+        description="After one of these a number is an order number, a code or a count, never PII "
+        "(`订单号 13812345678`, `播放量13800000000次` keep their digits).",
+    )
+
+    @field_validator("qq", "wechat", "not_pii")
+    @classmethod
+    def _no_blank_cue(cls, value: list[str]) -> list[str]:
+        if any(not cue.strip() for cue in value):
+            raise ValueError("a cue word must not be blank; remove the empty entry")
+        return [cue.strip() for cue in value]
+
+
 class DatasetConfig(Section):
     """Turning chat.db into training samples (`wechat-avatar dataset`)."""
 
@@ -149,6 +181,7 @@ class DatasetConfig(Section):
     mark_profanity: bool = Field(
         True, description="Tag samples with rude replies in meta.jsonl (kept; the RLHF stage uses the tag)."
     )
+    pii_cues: PiiCues = Field(default_factory=PiiCues, description="Cue words the PII pseudonymiser reads.")
 
     @field_validator("system_prompt")
     @classmethod

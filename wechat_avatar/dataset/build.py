@@ -79,7 +79,7 @@ class Builder:
         self.names = Names(store)
         self.self_name = self.names.self_name
         self.tz = ZoneInfo(cfg.ingest.timezone)
-        self.pseudo = Pseudonymiser()
+        self.pseudo = Pseudonymiser(self.dcfg.pii_cues)
         self.blocked = BlockedWords(self.dcfg.blocked_words)
         self.stats = DatasetStats(self_name=self.self_name, formats=list(self.dcfg.formats))
         self.day_offsets: dict[int, int] = {}

@@ -17,6 +17,7 @@ from typing import NamedTuple
 from wechat_avatar.synth.kinds import ANDROID_TYPE, GROUP_ONLY, ODD_KINDS
 from wechat_avatar.synth.payloads import friend_request
 from wechat_avatar.synth.persona import Cast
+from wechat_avatar.synth.phrases import PII_FORMS
 from wechat_avatar.synth.scenes import Draft, Scenes
 from wechat_avatar.synth.tables import rcontact_rows
 from wechat_avatar.synth.timeline import Clock
@@ -25,7 +26,9 @@ MEAN_SESSION_LEN = 7.5  # measured; turns the message count into a session rate 
 SHOW_TIMER_GAP_MS = 180_000  # WeChat prints a time divider after three quiet minutes
 _SVRID_MOD = 1 << 63
 _SVRID_MULT = 0x5851F42D4C957F2D  # odd, so msgId -> msgSvrId is a bijection: unique, random-looking
-SPECIAL = ("canary_self", "canary_friend", "own_contact", "pii_friend")
+PII_FORM = "pii_form_"  # + an index into phrases.PII_FORMS: each form is scheduled once
+_PII_FORMS = tuple(f"{PII_FORM}{i}" for i, _ in enumerate(PII_FORMS))
+SPECIAL = ("canary_self", "canary_friend", "own_contact", "pii_friend", *_PII_FORMS)
 
 
 def schedule(rng: random.Random, n: int) -> list[tuple[int, str]]:
@@ -115,6 +118,9 @@ class History:
         if kind == "pii_friend":
             friend = scenes.pick_friend()
             return scenes.pii_exchange(friend.wxid, friend, speaker="friend")
+        if kind.startswith(PII_FORM):
+            friend = scenes.pick_friend()
+            return scenes.pii_exchange(friend.wxid, friend, form=PII_FORMS[int(kind.removeprefix(PII_FORM))])
         if kind == "article":
             return scenes.official()
         if kind == "friend_request":  # a stranger asks; never accepted, so only the fmessage row

@@ -174,6 +174,23 @@ PII_EXCHANGES = (
     ("self", "我邮箱是{email}", ("收到", "好")),
     ("friend", "帮我记一下 身份证{idno}", ("记下了", "好的捏")),
 )
+# The other forms people type PII in. Each is scheduled once in every history (history.SPECIAL),
+# so the dataset's zero-leak check covers every class the pseudonymiser knows. A friend always
+# speaks first: a line of yours that opens a session is context of nothing and never reaches a
+# sample, so your PII sits in your answer.
+PII_FORMS = (
+    ("friend", "我QQ {qq}，微信号 {alias}", ("加你了", "好")),
+    ("friend", "你座机多少", ("公司座机 {landline}<s>手机打{phone_dotted}也行",)),
+    ("friend", "卡号{card_grouped}<s>农行的", ("转了", "好")),
+    ("friend", "我新号码{phone_fullwidth}", ("存了", "好的捏")),
+    ("friend", "帮我买票 老身份证{idno15}", ("这个不行吧", "我试试")),
+    ("friend", "寄到{estate}", ("好嘞", "收到")),
+    ("friend", "你地址发我", ("{building}<s>谢啦",)),
+    ("friend", "帮我报个名 https://m.example.com/signup?mobile={mobile}&email={email}", ("填了", "好")),
+    ("friend", "你主页链接呢", ("https://h5.example.com/u/{wxid}/home",)),
+    ("friend", "登录链接 https://open.example.com/cb#access_token={token}", ("不点", "好")),
+    ("friend", "资料呢", ("网盘 https://pan.baidu.com/s/{share} 自己下",)),
+)
 
 FAMILY_LINES = (
     "吃饭了吗",

@@ -276,10 +276,13 @@ class Scenes:
         )
         yield from self.bubbles(talker, friend.wxid, rng.choice(ph.AFTER_RUDE), self.reply_delay())
 
-    def pii_exchange(self, talker: str, friend: Person, speaker: str = "") -> Iterator[Draft]:
-        """Someone shares a phone / ID / card / e-mail / address (`speaker` forces self or friend)."""
+    def pii_exchange(
+        self, talker: str, friend: Person, speaker: str = "", form: tuple[str, str, tuple[str, ...]] | None = None
+    ) -> Iterator[Draft]:
+        """Someone shares a phone / ID / card / e-mail / address (`speaker` forces self or friend,
+        `form` one exchange)."""
         choices = [x for x in ph.PII_EXCHANGES if x[0] == speaker] if speaker else ph.PII_EXCHANGES
-        speaker, line, answers = self.rng.choice(choices)
+        speaker, line, answers = form or self.rng.choice(choices)
         first, second = (self.me, friend.wxid) if speaker == "self" else (friend.wxid, self.me)
         yield from self.bubbles(talker, first, line, 0)
         yield from self.bubbles(talker, second, self.rng.choice(answers), self.reply_delay())
