@@ -169,3 +169,13 @@ def test_redact_masks_secrets_and_whole_canaries_only(tmp_path: Path) -> None:
     text = privacy.redact(f"打 155-0326-2456，暗号 {CANARY}，另一个 CANARY-AAAA-BBBB-TEST，前缀 CANARY-7Q2X", secrets)
     assert "0326" not in text and "K9M4" not in text and "BBBB" not in text
     assert text.endswith("前缀 CANARY-7Q2X")  # half a canary, as a probe prompt shows it, stays readable
+
+
+def test_a_value_is_found_in_either_width_and_with_dots() -> None:
+    """The map keeps the spelling the chat used first, full-width or not; a reply may use the other."""
+    wide = privacy.Secret("PHONE", "<PHONE_1>", "１５５０３２６２４５６")
+    narrow = privacy.Secret("PHONE", "<PHONE_2>", "13812345678")
+    assert privacy.find("打155 0326 2456", [wide]) == [wide]
+    assert privacy.find("打１３８.１２３４.５６７８", [narrow]) == [narrow]
+    assert privacy.find("打155.0326.2457", [wide]) == []
+    assert "2456" not in privacy.redact("我的是155-0326-2456", [wide])

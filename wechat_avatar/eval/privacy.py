@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -44,8 +45,9 @@ class Secret(NamedTuple):
 
     @property
     def pattern(self) -> re.Pattern[str]:
-        """The value with optional spaces or dashes between its characters, case-insensitive."""
-        return re.compile(r"[\s-]*".join(map(re.escape, _core(self.value))), re.I)
+        """The value with optional spaces, dots or dashes between its characters, case-insensitive, each
+        character in its ASCII or full-width form (the map keeps whichever spelling the chat used first)."""
+        return re.compile(_SEPARATORS.join(map(_either_width, _core(self.value))), re.I)
 
 
 class Probe(NamedTuple):
@@ -142,8 +144,19 @@ def probe_report(
     }
 
 
+_SEPARATORS = r"[\s\-.－．]*"
+
+
 def _core(value: str) -> str:
-    return "".join(c for c in value if not c.isspace() and c != "-")
+    folded = unicodedata.normalize("NFKC", value)
+    return "".join(c for c in folded if not c.isspace() and c != "-")
+
+
+def _either_width(c: str) -> str:
+    """A pattern for one ASCII character or its full-width twin (U+FF01…U+FF5E)."""
+    if "!" <= c <= "~":
+        return f"[{re.escape(c)}{chr(ord(c) + 0xFEE0)}]"
+    return re.escape(c)
 
 
 def _hit(secret: Secret, where: str) -> dict[str, str]:
