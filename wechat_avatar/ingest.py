@@ -19,6 +19,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import closing
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -197,8 +198,9 @@ def ingest(
     hints = Hints(self_wxid=self_wxid, timezone=cfg.ingest.timezone, names=store.contact_names,
                   account=lambda: (a.wxid if (a := account()) else None))  # fmt: skip
     reports = []
-    with quiet_gc():
-        for source in open_sources(paths, cfg.ingest, hints):
+    # closed whatever happens: it removes the folder archives were unpacked into
+    with quiet_gc(), closing(open_sources(paths, cfg.ingest, hints)) as sources:
+        for source in sources:
             try:
                 advance = progress(f"{source.kind} {source.path.name}", source.count()) if progress else None
                 reports.append(ingest_source(store, source, cfg, advance))

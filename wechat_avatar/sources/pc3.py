@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import pairwise
@@ -30,8 +30,9 @@ from typing import Any
 import lz4.block
 
 from wechat_avatar.canonical import Account, Contact, ContactKind, Member, Message, contact_kind
-from wechat_avatar.errors import UsageError
+from wechat_avatar.errors import SourceFormatError, UsageError
 from wechat_avatar.sources.base import BadRecord, ChunkRows, RowMapper, decode_text, query, query_value, roomdata_names
+from wechat_avatar.sources.damage import COPY_AGAIN, LOST_NAMES, advice, cause, damage, unread_note
 from wechat_avatar.sources.protobuf import ProtobufError, fields, skip, varint
 
 SYSTEM_TYPES = frozenset({10000, 10002})
@@ -45,6 +46,7 @@ _ROWS = (
     "FROM MSG WHERE localId > ? AND localId <= ? ORDER BY localId"
 )
 CHUNK_ROWS = 25_000  # localIds per chunk: a worker's share
+MAX_GAPS = 100  # damaged rows stepped over in one chunk before the rest of it is given up
 
 
 def lz4_text(blob: bytes) -> str:
@@ -98,8 +100,14 @@ def message_from_msg(row: Sequence[Any], source: str, self_wxid: str) -> Message
         content = content.decode() if content else ""
     except UnicodeDecodeError:
         content = decode_text(content)[0]
-    if not content and compressed:
-        content = lz4_text(compressed)
+    # the payload is in CompressContent when StrContent is empty, or (type 49) holds only the
+    # reply text; where it does not decompress, the row's own text is kept
+    if compressed and (not content or (base == 49 and not content.lstrip().startswith("<"))):
+        try:
+            content = lz4_text(compressed) or content
+        except BadRecord:
+            if not content and not (base == 50 and display):
+                raise
     if base == 50 and display:  # the status code says less than the bubble text ("通话时长 00:27")
         content = decode_text(display)[0]
     is_self = is_sender == 1
@@ -144,16 +152,25 @@ def account_wxid(path: Path) -> str | None:
 
 
 class Pc3Db:
-    """One account's decrypted MSG shards, and its MicroMsg.db if it was found beside them."""
+    """One account's decrypted MSG shards, and its MicroMsg.db if it was found beside them.
+
+    `unread`: the shards and MicroMsg.db the scan found but could not open, and why; each is
+    named in the summary, as is a shard that fails when read (see ShardRange.read).
+    """
 
     kind = "pc3-db"
 
-    def __init__(self, shards: list[Path], micromsg: Path | None, self_wxid: str | None) -> None:
+    def __init__(
+        self, shards: list[Path], micromsg: Path | None, self_wxid: str | None, unread: Mapping[Path, str] | None = None
+    ) -> None:
         self.shards = sorted(shards, key=shard_number)
         self.path = self.shards[0].parent
         self.micromsg = micromsg
         self.skipped: Counter[str] = Counter()
         self.notes: list[str] = []
+        unread = dict(unread or {})
+        self.bounds = self._probe(unread)
+        self.shards = list(self.bounds)
         wxid = self_wxid or account_wxid(self.shards[0])
         if not wxid:
             raise UsageError(
@@ -161,37 +178,67 @@ class Pc3Db:
                 hint="pass --self wxid_… (your wxid is the folder name under WeChat Files)",
             )
         self.self_wxid = wxid
-        if micromsg is None:
+        for path, why in sorted(unread.items(), key=lambda item: shard_number(item[0])):
+            self.notes.append(unread_note(path, why) if _SHARD.match(path.name) else unread_note(path, why, LOST_NAMES))
+        if micromsg is None and all(_SHARD.match(p.name) for p in unread):
             self.notes.append(f"no MicroMsg.db beside {self.shards[0].name}: contacts and groups keep their wxids "
                               "as names; ingest MicroMsg.db too to name them")  # fmt: skip
+
+    def _probe(self, unread: dict[Path, str]) -> dict[Path, tuple[Any, Any, int]]:
+        """Each shard's (min localId, max localId, rows), read up front; a shard that fails here
+        joins `unread`, and if none is left that is an error.
+
+        No `PRAGMA quick_check`: it reads every page of every table and index, about what the
+        ingest reads again, and no more than the read itself finds. SQLite already refuses a file
+        shorter than its header says on the first query, and count(*) visits every leaf of MSG;
+        what is left (a damaged overflow page, a file whose header does not say its size) fails
+        in ShardRange.read, which names the shard and the localIds it could not read.
+        """
+        bounds = {}
+        for shard in self.shards:
+            try:
+                [bounds[shard]] = query(shard, "SELECT min(localId), max(localId), count(*) FROM MSG")
+            except SourceFormatError as err:
+                unread[shard] = damage(shard, cause(err)) or f"damaged or truncated ({cause(err)})"
+        if not bounds:
+            first = min((p for p in unread if _SHARD.match(p.name)), key=shard_number)
+            raise SourceFormatError(f"no MSG database in {self.path} could be read: {first.name} is {unread[first]}",
+                                    hint=advice(unread[first]))  # fmt: skip
+        return bounds
 
     @property
     def source_key(self) -> str:
         return f"pc3:{self.self_wxid}"
 
     def account(self) -> Account:
-        nickname = ""
-        if self.micromsg is not None:
-            sql = "SELECT NickName FROM Contact WHERE UserName = ?"
-            nickname = query_value(self.micromsg, sql, self.self_wxid) or ""
-        return Account(self.self_wxid, nickname)
+        sql = "SELECT NickName FROM Contact WHERE UserName = ?"
+        rows = list(self._names(sql, self.self_wxid))
+        return Account(self.self_wxid, (rows[0][0] if rows else "") or "")
 
     def contacts(self) -> Iterator[Contact]:
-        if self.micromsg is None:
-            return
         sql = "SELECT UserName, Alias, Remark, NickName, Type, VerifyFlag, Reserved1 FROM Contact"
-        for row in query(self.micromsg, sql):
+        for row in self._names(sql):
             if row[0]:
                 yield contact_from_contact(row, self.self_wxid)
 
     def members(self) -> Iterator[Member]:
-        if self.micromsg is None:
-            return
-        for row in query(self.micromsg, "SELECT ChatRoomName, UserNameList, RoomData FROM ChatRoom"):
+        for row in self._names("SELECT ChatRoomName, UserNameList, RoomData FROM ChatRoom"):
             yield from members_from_chatroom(row)
 
+    def _names(self, sql: str, *args: Any) -> Iterator[tuple[Any, ...]]:
+        """Rows of MicroMsg.db; one that breaks mid-read costs names, never the messages."""
+        if self.micromsg is None:
+            return
+        try:
+            yield from query(self.micromsg, sql, *args)
+        except SourceFormatError as err:
+            note = (f"{self.micromsg.name} damaged or truncated ({cause(err)}): contacts and groups it could not "
+                    f"list keep their wxids as names; {COPY_AGAIN}")  # fmt: skip
+            if note not in self.notes:
+                self.notes.append(note)
+
     def count(self) -> int:
-        return sum(query_value(p, "SELECT coalesce(max(localId), 0) FROM MSG") for p in self.shards)
+        return sum(high or 0 for _, high, _ in self.bounds.values())
 
     def rows(self) -> Iterator[Sequence[Any]]:
         for chunk in self.chunks():
@@ -201,12 +248,12 @@ class Pc3Db:
         """Each shard in runs of CHUNK_ROWS localIds (WeChat numbers them 1, 2, …; a shard whose
         ids are sparse is one chunk)."""
         chunks = []
-        for shard in self.shards:
-            [(low, high, n)] = query(shard, "SELECT min(localId), max(localId), count(*) FROM MSG")
+        for shard, (low, high, n) in self.bounds.items():
             step = CHUNK_ROWS if isinstance(low, int) and isinstance(high, int) and high - low < 2 * n else 2**64
             inner = range(low + step - 1, high, step) if step < 2**64 else []
             bounds = [-(2**63), *inner, 2**63 - 1]
-            chunks += [ShardRange(shard, lo, hi) for lo, hi in pairwise(bounds)]
+            last = high if isinstance(high, int) else 2**63 - 1
+            chunks += [ShardRange(shard, lo, hi, last) for lo, hi in pairwise(bounds)]
         return chunks
 
     def row_mapper(self) -> RowMapper:
@@ -223,12 +270,53 @@ class ShardRange:
     shard: Path
     lo: int
     hi: int
+    last: int = 2**63 - 1  # the shard's highest localId, for the summary
 
-    def rows(self) -> Iterator[Sequence[Any]]:
-        return query(self.shard, _ROWS, f"{shard_name(self.shard)}:", self.lo, self.hi)
+    def rows(self, lo: int | None = None) -> Iterator[Sequence[Any]]:
+        lo = self.lo if lo is None else lo
+        return query(self.shard, _ROWS, f"{shard_name(self.shard)}:", lo, self.hi)
 
     def read(self) -> ChunkRows:
-        return ChunkRows(list(self.rows()), Counter(), Counter())
+        """The rows, past any that a damaged page hides: a row whose overflow page is gone is
+        stepped over; a damaged leaf loses the rest of the range. Each gap is one note."""
+        rows: list[Sequence[Any]] = []
+        notes: Counter[str] = Counter()
+        lo = self.lo
+        for _ in range(MAX_GAPS):
+            try:
+                for row in self.rows(lo):
+                    rows.append(row)
+                break
+            except SourceFormatError as err:
+                good = _local_id(rows[-1]) if rows and _local_id(rows[-1]) > lo else lo
+                bad = self._next_id(good)
+                notes[self._gap_note(good, bad, cause(err))] += 1
+                if bad is None:
+                    break
+                lo = bad
+        else:
+            notes[self._gap_note(lo, None, f"more than {MAX_GAPS} damaged rows")] += 1
+        return ChunkRows(rows, Counter(), notes)
+
+    def _next_id(self, after: int) -> int | None:
+        """The localId after `after` in this range: the damaged row, if the leaf that lists it reads."""
+        try:
+            return query_value(self.shard, "SELECT min(localId) FROM MSG WHERE localId > ? AND localId <= ?",
+                               after, self.hi)  # fmt: skip
+        except SourceFormatError:
+            return None
+
+    def _gap_note(self, good: int, bad: int | None, why: str) -> str:
+        first = max(good, 0) + 1
+        lost = f"localId {bad}" if bad is not None else f"localIds {first}–{min(self.hi, self.last)}"
+        # braces escaped: ingest fills chunk notes in with str.format
+        note = f"{self.shard.name} damaged or truncated ({why}): {lost} not read; {COPY_AGAIN}"
+        return note.replace("{", "{{").replace("}", "}}")
+
+
+def _local_id(row: Sequence[Any]) -> int:
+    """The localId back out of a row's "MSG0:406" source id."""
+    return int(str(row[0]).rpartition(":")[2])
 
 
 def shard_number(path: Path) -> int:

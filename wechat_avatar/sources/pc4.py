@@ -21,7 +21,7 @@ import hashlib
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,12 +29,14 @@ from typing import Any
 import zstandard
 
 from wechat_avatar.canonical import Account, Contact, ContactKind, Member, Message, contact_kind
-from wechat_avatar.errors import UsageError
+from wechat_avatar.errors import SourceFormatError, UsageError
 from wechat_avatar.sources.base import BadRecord, RowMapper, decode_text, query, query_value
+from wechat_avatar.sources.damage import COPY_AGAIN, LOST_NAMES, advice, cause, damage, unread_note
 from wechat_avatar.sources.protobuf import ProtobufError, fields
 
 SYSTEM_TYPES = frozenset({10000, 10002})
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_SHARD = re.compile(r"^(?:de_)?message_\d+\.db$", re.IGNORECASE)
 _ACCOUNT_FOLDER = re.compile(r"^(.+)_[0-9a-zA-Z]{4}$")
 _PREFIX = re.compile(r"([A-Za-z0-9_\-@.]+):\n")
 _ROWS = (
@@ -67,7 +69,8 @@ def message_from_v4(row: Sequence[Any], source: str, self_wxid: str) -> Message:
     blob = blob or b""
     content = zstd_text(blob) if blob.startswith(ZSTD_MAGIC) else decode_text(blob)[0]
     sender = user_name or ""
-    if talker.endswith("@chatroom") and (match := _PREFIX.match(content)):
+    # others' lines start "wxid:\n"; one that names someone else than the sender is the text ("todo:\n…")
+    if talker.endswith("@chatroom") and (match := _PREFIX.match(content)) and match[1] in (sender, ""):
         sender, content = match[1], content[match.end() :]
     if base in SYSTEM_TYPES:
         sender, is_self = "", False
@@ -116,28 +119,55 @@ def account_from_folder(path: Path) -> str | None:
 
 
 class Pc4Db:
-    """One account's decrypted message_*.db shards and its contact.db, if found."""
+    """One account's decrypted message_*.db shards and its contact.db, if found.
+
+    `unread`: the shards and contact.db the scan found but could not open, and why; each is
+    named in the summary, as is a shard or chat table that fails when read. No up-front
+    `PRAGMA quick_check` (see pc3.Pc3Db._probe): SQLite refuses a file shorter than its header
+    says on the first query, here the Name2Id read.
+    """
 
     kind = "pc4-db"
 
-    def __init__(self, shards: list[Path], contact: Path | None, self_wxid: str | None) -> None:
+    def __init__(
+        self, shards: list[Path], contact: Path | None, self_wxid: str | None, unread: Mapping[Path, str] | None = None
+    ) -> None:
         self.shards = sorted(shards, key=lambda p: (len(p.stem), p.stem))
         self.path = self.shards[0].parent
         self.contact = contact
         self.skipped: Counter[str] = Counter()
         self.notes: list[str] = []
-        self.tables = {shard: self._tables(shard) for shard in self.shards}
+        unread = dict(unread or {})
+        self.tables = self._probe(unread)
+        self.shards = list(self.tables)
         wxid = self_wxid or account_from_folder(self.shards[0]) or self._guess_self()
         if not wxid:
             hint = "pass --self wxid_… (your wxid: the xwechat_files folder name without its _xxxx tail)"
             raise UsageError(f"cannot tell whose WeChat 4.x history {self.path} is", hint=hint)
         self.self_wxid = wxid
-        if contact is None:
+        for path, why in sorted(unread.items()):
+            self.notes.append(unread_note(path, why) if _SHARD.match(path.name) else unread_note(path, why, LOST_NAMES))
+        if contact is None and all(_SHARD.match(p.name) for p in unread):
             self.notes.append("no contact.db beside the message databases: contacts keep their wxids as names")
 
     @property
     def source_key(self) -> str:
         return f"pc4:{self.self_wxid}"
+
+    def _probe(self, unread: dict[Path, str]) -> dict[Path, dict[str, str]]:
+        """Each readable shard's chat tables; a shard that fails here joins `unread`, and if none
+        is left that is an error."""
+        tables = {}
+        for shard in self.shards:
+            try:
+                tables[shard] = self._tables(shard)
+            except SourceFormatError as err:
+                unread[shard] = damage(shard, cause(err)) or f"damaged or truncated ({cause(err)})"
+        if not tables:
+            first = min((p for p in unread if _SHARD.match(p.name)), key=lambda p: (len(p.stem), p.stem))
+            raise SourceFormatError(f"no message database in {self.path} could be read: {first.name} is "
+                                    f"{unread[first]}", hint=advice(unread[first]))  # fmt: skip
+        return tables
 
     def _tables(self, shard: Path) -> dict[str, str]:
         """Chat table -> talker, by md5 of each Name2Id user_name; a table nobody hashes to is noted."""
@@ -159,37 +189,62 @@ class Pc4Db:
                     continue
                 sql = (f"SELECT n.user_name FROM {table} m JOIN Name2Id n ON m.real_sender_id = n.rowid "
                        "WHERE n.user_name != ? LIMIT 50")  # fmt: skip
-                votes.update(n for (n,) in query(shard, sql, talker))
+                try:
+                    votes.update(n for (n,) in query(shard, sql, talker))
+                except SourceFormatError:
+                    continue  # a damaged table is named when its rows are read
         return votes.most_common(1)[0][0] if votes else None
 
     def account(self) -> Account:
-        nickname = ""
-        if self.contact is not None:
-            sql = "SELECT nick_name FROM contact WHERE username = ?"
-            nickname = query_value(self.contact, sql, self.self_wxid) or ""
-        return Account(self.self_wxid, nickname)
+        rows = list(self._names("SELECT nick_name FROM contact WHERE username = ?", self.self_wxid))
+        return Account(self.self_wxid, (rows[0][0] if rows else "") or "")
 
     def contacts(self) -> Iterator[Contact]:
-        if self.contact is not None:
-            sql = "SELECT username, alias, remark, nick_name, local_type, verify_flag FROM contact"
-            yield from (contact_from_v4(row, self.self_wxid) for row in query(self.contact, sql) if row[0])
+        sql = "SELECT username, alias, remark, nick_name, local_type, verify_flag FROM contact"
+        yield from (contact_from_v4(row, self.self_wxid) for row in self._names(sql) if row[0])
 
     def members(self) -> Iterator[Member]:
-        if self.contact is not None:
-            for row in query(self.contact, "SELECT username, ext_buffer FROM chat_room"):
-                yield from members_from_chat_room(row)
+        for row in self._names("SELECT username, ext_buffer FROM chat_room"):
+            yield from members_from_chat_room(row)
+
+    def _names(self, sql: str, *args: Any) -> Iterator[tuple[Any, ...]]:
+        """Rows of contact.db; one that breaks mid-read costs names, never the messages."""
+        if self.contact is None:
+            return
+        try:
+            yield from query(self.contact, sql, *args)
+        except SourceFormatError as err:
+            note = (f"{self.contact.name} damaged or truncated ({cause(err)}): contacts and groups it could not "
+                    f"list keep their wxids as names; {COPY_AGAIN}")  # fmt: skip
+            if note not in self.notes:
+                self.notes.append(note)
 
     def count(self) -> int:
-        return sum(
-            query_value(shard, f"SELECT coalesce(max(local_id), 0) FROM {table}")
-            for shard, tables in self.tables.items()
-            for table in tables
-        )
+        total = 0
+        for shard, tables in self.tables.items():
+            for table in tables:
+                try:
+                    total += query_value(shard, f"SELECT coalesce(max(local_id), 0) FROM {table}")
+                except SourceFormatError:
+                    continue  # only the progress bar's total: the read names the table
+        return total
 
     def rows(self) -> Iterator[Sequence[Any]]:
         for shard, tables in self.tables.items():
             for table, talker in tables.items():
-                yield from query(shard, _ROWS.format(table=table), f"{shard.stem}:{talker}:", talker)
+                yield from self._table_rows(shard, table, talker)
+
+    def _table_rows(self, shard: Path, table: str, talker: str) -> Iterator[Sequence[Any]]:
+        """One chat's rows; where a damaged page stops them, the chat's rows so far are kept and
+        the summary says where it stopped (rows come in sort_seq order: no id to resume at)."""
+        n = 0
+        try:
+            for row in query(shard, _ROWS.format(table=table), f"{shard.stem}:{talker}:", talker):
+                n += 1
+                yield row
+        except SourceFormatError as err:
+            self.notes.append(f"{shard.name} damaged or truncated ({cause(err)}): the chat with {talker} stops "
+                              f"after {n} messages, the rest not read; {COPY_AGAIN}")  # fmt: skip
 
     def row_mapper(self) -> RowMapper:
         return partial(message_from_v4, source=self.source_key, self_wxid=self.self_wxid)
