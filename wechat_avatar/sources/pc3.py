@@ -272,9 +272,9 @@ class ShardRange:
     hi: int
     last: int = 2**63 - 1  # the shard's highest localId, for the summary
 
-    def rows(self, lo: int | None = None) -> Iterator[Sequence[Any]]:
-        lo = self.lo if lo is None else lo
-        return query(self.shard, _ROWS, f"{shard_name(self.shard)}:", lo, self.hi)
+    def rows(self, lo: int | None = None, hi: int | None = None) -> Iterator[Sequence[Any]]:
+        lo, hi = self.lo if lo is None else lo, self.hi if hi is None else hi
+        return query(self.shard, _ROWS, f"{shard_name(self.shard)}:", lo, hi)
 
     def read(self) -> ChunkRows:
         """The rows, past any that a damaged page hides: a row whose overflow page is gone is
@@ -288,11 +288,17 @@ class ShardRange:
                     rows.append(row)
                 break
             except SourceFormatError as err:
-                good = _local_id(rows[-1]) if rows and _local_id(rows[-1]) > lo else lo
-                bad = self._next_id(good)
-                notes[self._gap_note(good, bad, cause(err))] += 1
+                # sqlite3 steps a row ahead: the failing row is the one after the last returned, or
+                # the one after that; each is read alone, and kept if it reads
+                lo = _local_id(rows[-1]) if rows and _local_id(rows[-1]) > lo else lo
+                bad = self._next_id(lo)
                 if bad is None:
+                    notes[self._gap_note(lo, None, cause(err))] += 1
                     break
+                try:
+                    rows += list(self.rows(lo, bad))
+                except SourceFormatError:
+                    notes[self._gap_note(lo, bad, cause(err))] += 1
                 lo = bad
         else:
             notes[self._gap_note(lo, None, f"more than {MAX_GAPS} damaged rows")] += 1

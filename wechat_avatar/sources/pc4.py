@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -44,6 +45,7 @@ _ROWS = (
     "CAST(m.message_content AS BLOB), m.status FROM {table} m LEFT JOIN Name2Id n ON m.real_sender_id = n.rowid "
     "ORDER BY m.sort_seq, m.local_id"
 )
+_ROW = _ROWS.replace("ORDER BY m.sort_seq, m.local_id", "WHERE m.local_id = ?")
 _local = threading.local()  # a zstd decompressor per thread
 
 
@@ -235,19 +237,51 @@ class Pc4Db:
                 yield from self._table_rows(shard, table, talker)
 
     def _table_rows(self, shard: Path, table: str, talker: str) -> Iterator[Sequence[Any]]:
-        """One chat's rows; where a damaged page stops them, the chat's rows so far are kept and
-        the summary says where it stopped (rows come in sort_seq order: no id to resume at)."""
-        n = 0
+        """One chat's rows. Where a damaged page stops them (the sort reads the whole table
+        first), the rest are read one by one by local_id, and the summary names those that fail."""
+        prefix, done = f"{shard.stem}:{talker}:", set()
         try:
-            for row in query(shard, _ROWS.format(table=table), f"{shard.stem}:{talker}:", talker):
-                n += 1
+            for row in query(shard, _ROWS.format(table=table), prefix, talker):
+                done.add(row[0])
                 yield row
         except SourceFormatError as err:
-            self.notes.append(f"{shard.name} damaged or truncated ({cause(err)}): the chat with {talker} stops "
-                              f"after {n} messages, the rest not read; {COPY_AGAIN}")  # fmt: skip
+            rows, lost = _salvage(shard, table, prefix, talker, done)
+            yield from rows
+            if lost:
+                self.notes.append(f"{shard.name} damaged or truncated ({cause(err)}): in the chat with "
+                                  f"{talker}, {lost} not read; {COPY_AGAIN}")  # fmt: skip
 
     def row_mapper(self) -> RowMapper:
         return partial(message_from_v4, source=self.source_key, self_wxid=self.self_wxid)
 
     def close(self) -> None:
         pass
+
+
+def _salvage(shard: Path, table: str, prefix: str, talker: str, done: set[str]) -> tuple[list[Sequence[Any]], str]:
+    """A damaged chat table's rows that still read, one at a time by local_id, and what was lost
+    ("local_id 4", "local_ids 4, 9 (2 in all)", "the messages after local_id 7"; "" for nothing)."""
+    rows, lost, listed, complete = [], [], [], True
+    conn = sqlite3.connect(f"file:{shard}?mode=ro", uri=True)
+    try:
+        try:
+            for (local_id,) in conn.execute(f"SELECT local_id FROM {table} ORDER BY local_id"):
+                listed.append(local_id)
+        except sqlite3.Error:  # a damaged leaf: the ids past it are unknown
+            complete = False
+        for local_id in listed:
+            if f"{prefix}{local_id}" in done:
+                continue
+            try:
+                rows.append(conn.execute(_ROW.format(table=table), (prefix, talker, local_id)).fetchone())
+            except sqlite3.Error:
+                lost.append(local_id)
+    finally:
+        conn.close()
+    said = []
+    if lost:
+        said.append(f"local_id {lost[0]}" if len(lost) == 1 else f"local_ids {', '.join(map(str, lost[:5]))} "
+                    f"({len(lost)} in all)")  # fmt: skip
+    if not complete:
+        said.append(f"the messages after local_id {listed[-1]}" if listed else "its messages")
+    return rows, " and ".join(said)
