@@ -94,7 +94,7 @@ class Unpacker:
 
     def unpack(self, archive: Path) -> Path:
         """The folder holding `archive`'s contents, as unzipping it in place would name it."""
-        depth = sum(1 for folder in self.folders if archive.is_relative_to(folder))
+        depth = self._depth(archive)
         if depth >= MAX_DEPTH:
             raise SourceFormatError(f"{self.shown(archive)} is an archive inside {depth} archives "
                                     f"(the limit is {MAX_DEPTH})", hint=UNPACK_YOURSELF)  # fmt: skip
@@ -115,6 +115,10 @@ class Unpacker:
         except NotImplementedError as err:  # a compression method zipfile lacks (deflate64, zstd …)
             raise self._error(archive, f"uses a compression this reader lacks ({err})", UNPACK_YOURSELF) from err
         return dest
+
+    def _depth(self, path: Path) -> int:
+        """How many archives `path` is inside."""
+        return next((1 + self._depth(arc) for folder, arc in self.folders.items() if path.is_relative_to(folder)), 0)
 
     def shown(self, path: Path) -> Path:
         """A path inside an unpacked folder as the user knows it: `export.zip/WeChat Files/…`."""
@@ -200,7 +204,7 @@ class Unpacker:
                               "set TMPDIR to a folder with room, or " + UNPACK_YOURSELF)  # fmt: skip
 
     def _too_big(self, archive: Path) -> SourceFormatError:
-        return self._error(archive, f"unpacks to more than {MAX_BYTES >> 30} GiB (the limit for one ingest)",
+        return self._error(archive, f"unpacks to more than {_size(MAX_BYTES)} (the limit for one ingest)",
                            UNPACK_YOURSELF)  # fmt: skip
 
     def _copy(self, archive: Path, src: IO[bytes], dest: Path, relative: PurePosixPath) -> None:
@@ -215,12 +219,16 @@ class Unpacker:
                 out.write(chunk)
 
 
+def _size(n: int) -> str:
+    return f"{n >> 30} GiB" if n >= 1 << 30 else f"{n:,} bytes"
+
+
 def _zip_name(info: zipfile.ZipInfo) -> str:
     """The member's name; Chinese Windows tools write GBK without saying so (zipfile reads cp437)."""
     if info.flag_bits & 0x800:
         return info.filename
     raw = info.filename.encode("cp437")
-    for encoding in ("utf-8", "gbk"):
+    for encoding in ("utf-8", "gb18030"):  # GB 18030 reads GBK, and whatever else it adds
         try:
             return raw.decode(encoding)
         except UnicodeDecodeError:
