@@ -202,3 +202,19 @@ def test_pc4_row_that_fails_mid_read_is_stepped_over_and_named(tmp_path: Path) -
     assert (f"note: message_0.db damaged or truncated (database disk image is malformed): in the chat with {HU}, "
             "local_id 4 not read") in result.stdout, result.stdout  # fmt: skip
     assert sorted(source_ids(tmp_path / "ws")) == sorted(f"message_0:{HU}:{i}" for i in (1, 2, 3, 5, 6, 7))
+
+
+def test_names_database_handed_over_alone(formats: dict[str, Any], tmp_path: Path) -> None:
+    """MicroMsg.db from another folder than the shards: read for the only account there is, or
+    named if it does not open; alone, it is no history."""
+    _, multi = pc3_copy(formats, tmp_path)
+    micromsg = multi.parent / "MicroMsg.db"
+    elsewhere = tmp_path / "elsewhere" / "MicroMsg.db"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(random.Random(3).randbytes(micromsg.stat().st_size))
+    ws = tmp_path / "ws"
+    result = run_cli("ingest", multi / "MSG0.db", elsewhere, "--self", formats["pc3"].self_wxid, "--workspace", ws)
+    assert result.returncode == 0, result.stderr
+    assert "note: MicroMsg.db not read, still encrypted: contacts and groups keep their wxids" in result.stdout
+    fails(run_cli("ingest", elsewhere, "--workspace", ws), 2, "MicroMsg.db is still encrypted (a PC WeChat database)")
+    fails(run_cli("ingest", micromsg, "--workspace", ws), 2, "found no WeChat history")

@@ -1,7 +1,9 @@
 """sources -> canonical store: stream each source through its mapper and the renderer into chat.db.
 
 Each source is one transaction: it lands whole or not at all, so a damaged input never
-leaves half a history behind or touches what earlier ingests wrote.
+leaves half a history behind or touches what earlier ingests wrote. The one exception is
+named: a PC reader whose shard is damaged keeps the rows that read and says in its notes
+(the summary) which file, and which rows, it could not read.
 
 A big ingest is a pipeline: worker processes read a share of the input (a source's
 `chunks()`, e.g. a few CSV files; else a batch of raw rows this process read), map and render

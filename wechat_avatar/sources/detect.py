@@ -124,18 +124,17 @@ def scan(paths: list[Path], unpacker: archive.Unpacker | None = None) -> Found:
 
 def _check_unread(found: Found) -> None:
     """An account none of whose message databases opens is an error, naming the first and why;
-    with one that opens, the reader names the others in the summary."""
+    with one that opens, its reader names the others in the summary."""
     for groups in (found.pc3, found.pc4):
         for folder, group in groups.items():
             shards = [p for p in group.unread if (_pc_role(p) or ("", False))[1]]
-            if group.shards or not (shards or (group.unread and found.empty())):
-                continue
+            if group.shards or not group.unread or not (shards or found.empty()):
+                continue  # read, or a names database alone that the account beside it names (_pc_sources)
             path = (shards or list(group.unread))[0]
-            why = group.unread[path]
-            if why == ENCRYPTED:
+            if group.unread[path] == ENCRYPTED:
                 raise still_encrypted(path)
             others = f"; {len(shards) - 1} more in {folder} do not open either" if len(shards) > 1 else ""
-            raise SourceFormatError(f"{path} is {why}{others}", hint=COPY_AGAIN)
+            raise SourceFormatError(f"{path} is {group.unread[path]}{others}", hint=COPY_AGAIN)
 
 
 def _scan_folder(folder: Path, found: Found, unpacker: archive.Unpacker | None) -> None:
