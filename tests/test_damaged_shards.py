@@ -98,15 +98,53 @@ def test_pc3_no_shard_opens_is_an_error(formats: dict[str, Any], tmp_path: Path)
     assert count(ws) == formats["pc3"].messages  # what was stored stays
 
 
-def test_pc3_shard_whose_header_does_not_say_its_size(formats: dict[str, Any], tmp_path: Path) -> None:
-    """Cut short with a stale header, the shard opens; counting its rows finds the hole."""
+def readable(shard: Path, rows: int) -> set[str]:
+    """The source ids of the rows 1..rows SQLite can still read, one by one."""
+    conn, ids = sqlite3.connect(f"file:{shard}?mode=ro", uri=True), set()
+    for local_id in range(1, rows + 1):
+        try:
+            if conn.execute("SELECT * FROM MSG WHERE localId = ?", (local_id,)).fetchall():
+                ids.add(f"MSG1:{local_id}")
+        except sqlite3.DatabaseError:
+            continue
+    return ids
+
+
+def msg1_ids(ws: Path) -> set[str]:
+    return {sid for sid in source_ids(ws) if sid.startswith("MSG1:")}
+
+
+def test_pc3_shard_cut_whose_header_does_not_say_its_size(formats: dict[str, Any], tmp_path: Path) -> None:
+    """With a stale header SQLite opens a cut copy: the rows before the cut are read, the rest named."""
     account, multi = pc3_copy(formats, tmp_path)
-    hide_size(multi / "MSG1.db")
-    cut(multi / "MSG1.db", 0.75)
+    shard = multi / "MSG1.db"
+    rows = msg_rows(shard)
+    hide_size(shard)
+    cut(shard, 0.75)
     result = run_cli("ingest", account, "--workspace", tmp_path / "ws")
     assert result.returncode == 0, result.stderr
-    assert "note: MSG1.db not read, damaged or truncated (database disk image is malformed)" in result.stdout
-    assert count(tmp_path / "ws") == msg_rows(multi / "MSG0.db")
+    got = msg1_ids(tmp_path / "ws")
+    assert got == readable(shard, rows) and len(got) > rows / 2  # every row that reads, and most do
+    lost = max(int(sid[5:]) for sid in got) + 1
+    assert (f"note: MSG1.db damaged or truncated (database disk image is malformed): localIds from {lost} on "
+            "not read") in result.stdout, result.stdout  # fmt: skip
+
+
+def test_pc3_damaged_page_mid_shard_costs_only_its_rows(formats: dict[str, Any], tmp_path: Path) -> None:
+    """A page in the middle lost (a bad sector, a half-done decryption): the rows on it are
+    named, every other row is read, past the hole."""
+    account, multi = pc3_copy(formats, tmp_path)
+    shard = multi / "MSG1.db"
+    rows = msg_rows(shard)
+    break_page(shard, shard.stat().st_size // PAGE // 2)
+    result = run_cli("ingest", account, "--workspace", tmp_path / "ws")
+    assert result.returncode == 0, result.stderr
+    got = msg1_ids(tmp_path / "ws")
+    assert got == readable(shard, rows)
+    missing = sorted(set(range(1, rows + 1)) - {int(sid[5:]) for sid in got})
+    assert missing == list(range(missing[0], missing[-1] + 1)) and len(missing) < rows / 10  # one leaf's rows
+    assert (f"note: MSG1.db damaged or truncated (database disk image is malformed): localIds {missing[0]}–"
+            f"{missing[-1]} not read") in result.stdout, result.stdout  # fmt: skip
 
 
 def append_long(db: Path, insert: str, row: tuple[Any, ...]) -> int:
@@ -122,7 +160,7 @@ def append_long(db: Path, insert: str, row: tuple[Any, ...]) -> int:
 
 
 def break_page(path: Path, page: int) -> None:
-    """Zero one overflow page: the chain ends before the text does."""
+    """Zero one page (an overflow page's chain then ends before its text does)."""
     with path.open("r+b") as fh:
         fh.seek((page - 1) * PAGE)
         fh.write(b"\x00" * PAGE)
@@ -218,3 +256,29 @@ def test_names_database_handed_over_alone(formats: dict[str, Any], tmp_path: Pat
     assert "note: MicroMsg.db not read, still encrypted: contacts and groups keep their wxids" in result.stdout
     fails(run_cli("ingest", elsewhere, "--workspace", ws), 2, "MicroMsg.db is still encrypted (a PC WeChat database)")
     fails(run_cli("ingest", micromsg, "--workspace", ws), 2, "found no WeChat history")
+
+
+def test_pc4_damaged_page_mid_shard_costs_only_its_rows(formats: dict[str, Any], tmp_path: Path) -> None:
+    account = pc4_copy(formats, tmp_path)
+    shard = account / "db_storage" / "message" / "message_1.db"
+    conn = sqlite3.connect(shard)
+    talkers = {hashlib.md5(n.encode()).hexdigest(): n for (n,) in conn.execute("SELECT user_name FROM Name2Id")}
+    tables = {t: conn.execute(f"SELECT max(local_id) FROM {t}").fetchone()[0] for (t,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'Msg_%'")}  # fmt: skip
+    conn.close()
+    break_page(shard, shard.stat().st_size // PAGE // 2)
+    conn, still = sqlite3.connect(f"file:{shard}?mode=ro", uri=True), set()
+    for table, rows in tables.items():
+        for local_id in range(1, rows + 1):
+            try:
+                if conn.execute(f"SELECT * FROM {table} WHERE local_id = ?", (local_id,)).fetchall():
+                    still.add(f"message_1:{talkers[table[4:]]}:{local_id}")
+            except sqlite3.DatabaseError:
+                continue
+    result = run_cli("ingest", account, "--workspace", tmp_path / "ws")
+    assert result.returncode == 0, result.stderr
+    assert {sid for sid in source_ids(tmp_path / "ws") if sid.startswith("message_1:")} == still
+    assert (
+        "note: message_1.db damaged or truncated (database disk image is malformed): in the chat with " in result.stdout
+    )
+    assert len(still) < sum(tables.values())

@@ -9,7 +9,10 @@ read), so every unread file is named in the ingest summary the same way:
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+
+from wechat_avatar.errors import SourceFormatError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"  # as in classify.py, which the PC readers' workers need not import
 ENCRYPTED = "still encrypted"
@@ -67,3 +70,27 @@ def _schema_error(path: Path) -> str | None:
     finally:
         conn.close()
     return None
+
+
+def resume(first: int, end: int, seek: Callable[[int], int | None]) -> int | None:
+    """The first rowid from `first` on that a read reaches past damaged pages, None if none up to
+    `end` does. `seek(x)` is the first rowid >= x, raising where the way to it is damaged: ever
+    wider steps until one lands past the damage, then halving back to where it ends."""
+
+    def reads(x: int) -> bool:
+        try:
+            seek(x)
+        except (sqlite3.Error, SourceFormatError):
+            return False
+        return True
+
+    bad, step = first, 1
+    while first + step < end and not reads(first + step):
+        bad, step = first + step, step * 2
+    past = min(first + step, end)
+    if not reads(past):
+        return None
+    while past - bad > 1:  # bad: a seek that meets the damage; past: one that does not
+        middle = (bad + past) // 2
+        bad, past = (bad, middle) if reads(middle) else (middle, past)
+    return seek(past)

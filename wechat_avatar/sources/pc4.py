@@ -22,7 +22,7 @@ import re
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ import zstandard
 from wechat_avatar.canonical import Account, Contact, ContactKind, Member, Message, contact_kind
 from wechat_avatar.errors import SourceFormatError, UsageError
 from wechat_avatar.sources.base import BadRecord, RowMapper, decode_text, query, query_value
-from wechat_avatar.sources.damage import COPY_AGAIN, LOST_NAMES, advice, cause, damage, unread_note
+from wechat_avatar.sources.damage import COPY_AGAIN, LOST_NAMES, advice, cause, damage, resume, unread_note
 from wechat_avatar.sources.protobuf import ProtobufError, fields
 
 SYSTEM_TYPES = frozenset({10000, 10002})
@@ -260,28 +260,63 @@ class Pc4Db:
 
 def _salvage(shard: Path, table: str, prefix: str, talker: str, done: set[str]) -> tuple[list[Sequence[Any]], str]:
     """A damaged chat table's rows that still read, one at a time by local_id, and what was lost
-    ("local_id 4", "local_ids 4, 9 (2 in all)", "the messages after local_id 7"; "" for nothing)."""
-    rows, lost, listed, complete = [], [], [], True
+    ("local_id 4", "local_ids 5–24, 31", "local_ids from 7 on"; "" for nothing)."""
+    rows, lost = [], []
     conn = sqlite3.connect(f"file:{shard}?mode=ro", uri=True)
+
+    def seek(x: int) -> int | None:
+        return conn.execute(f"SELECT min(local_id) FROM {table} WHERE local_id >= ?", (x,)).fetchone()[0]
+
     try:
-        try:
-            for (local_id,) in conn.execute(f"SELECT local_id FROM {table} ORDER BY local_id"):
-                listed.append(local_id)
-        except sqlite3.Error:  # a damaged leaf: the ids past it are unknown
-            complete = False
-        for local_id in listed:
-            if f"{prefix}{local_id}" in done:
-                continue
-            try:
-                rows.append(conn.execute(_ROW.format(table=table), (prefix, talker, local_id)).fetchone())
-            except sqlite3.Error:
-                lost.append(local_id)
+        for local_id, last in _local_ids(conn, table, seek):
+            if last is not None:  # ids the damage hides: a run
+                lost.append(_run(local_id, last))
+            elif f"{prefix}{local_id}" not in done:
+                try:
+                    rows.append(conn.execute(_ROW.format(table=table), (prefix, talker, local_id)).fetchone())
+                except sqlite3.Error:
+                    lost.append(str(local_id))
     finally:
         conn.close()
-    said = []
-    if lost:
-        said.append(f"local_id {lost[0]}" if len(lost) == 1 else f"local_ids {', '.join(map(str, lost[:5]))} "
-                    f"({len(lost)} in all)")  # fmt: skip
-    if not complete:
-        said.append(f"the messages after local_id {listed[-1]}" if listed else "its messages")
-    return rows, " and ".join(said)
+    if not lost:
+        return rows, ""
+    if lost == ["all"]:
+        return rows, "all its messages"
+    return rows, (f"local_id {lost[0]}" if len(lost) == 1 and lost[0].isdigit() else f"local_ids {', '.join(lost)}")
+
+
+def _run(first: int, last: int) -> str:
+    """A run of local_ids the damage hides, open-ended where the listing could not reach an end."""
+    start, end = first > -(2**63), last < 2**63 - 1
+    if start and end:
+        return str(first) if first == last else f"{first}–{last}"
+    return f"from {first} on" if start else (f"up to {last}" if end else "all")
+
+
+def _local_ids(conn: sqlite3.Connection, table: str, seek: Callable[[int], int | None]) -> Iterator[tuple[int, Any]]:
+    """(local_id, None) for each id listed, (first, last) for a run the damage hides, past which
+    the listing resumes where a read reaches again (last = 2**63 - 1: to the end)."""
+    first = -(2**63)
+    while True:
+        try:
+            for (local_id,) in conn.execute(f"SELECT local_id FROM {table} WHERE local_id >= ? ORDER BY local_id",
+                                            (first,)):  # fmt: skip
+                first = local_id + 1
+                yield local_id, None
+            return
+        except sqlite3.Error:
+            pass
+        try:  # sqlite3 steps a row ahead: the next id may still be listed
+            nxt = seek(first)
+        except sqlite3.Error:
+            nxt = None
+            again = resume(first, 2**63 - 1, seek)
+            yield first, (2**63 - 1 if again is None else again - 1)
+            if again is None:
+                return
+            first = again
+            continue
+        if nxt is None:
+            return
+        yield nxt, None
+        first = nxt + 1
