@@ -26,6 +26,7 @@ An archive WeChat keeps as someone's attachment (under FileStorage/ or msg/file/
 from __future__ import annotations
 
 import errno
+import lzma
 import re
 import shutil
 import stat
@@ -106,7 +107,7 @@ class Unpacker:
                 self._unzip(archive, dest)
             else:
                 self._untar(archive, dest)
-        except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, OSError, ValueError) as err:
+        except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError, ValueError) as err:
             if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise self._error(archive, f"cannot be unpacked into {self.root}: {err.strerror}",
                                   "set TMPDIR to a folder with room") from err  # fmt: skip

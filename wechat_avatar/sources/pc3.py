@@ -186,17 +186,17 @@ class Pc3Db:
                               "as names; ingest MicroMsg.db too to name them")  # fmt: skip
 
     def _probe(self, unread: dict[Path, str]) -> dict[Path, tuple[Any, Any, int | None]]:
-        """Each shard's (min localId, max localId, rows), read up front; a shard that fails here
-        joins `unread`, and if none is left that is an error.
+        """Each shard's (min localId, max localId, rows), read up front. Where counting meets a
+        damaged page, the shard is still read from its first row (rows None); one whose first row
+        cannot be reached joins `unread`, and if no shard is left that is an error.
 
         No `PRAGMA quick_check`: it reads every page of every table and index (0.13 s for a 64 MB,
         250k-message shard with the file cached, about 5 % of its ingest; more on real shards,
-        with their indexes, read cold), and what it would find either costs us nothing (an index,
-        the freelist) or is found anyway: SQLite refuses a file shorter than its header says on
-        the first query, count(*) visits every leaf of MSG, and the rest (a damaged overflow page,
-        a cut file whose header does not say its size) fails in ShardRange.read, which keeps the
-        rows that read and names the localIds that did not. Refusing the shard up front would
-        lose those rows too.
+        with their indexes, read cold), and what it finds either costs us nothing (an index, the
+        freelist) or is found anyway: SQLite refuses a file shorter than its header says on the
+        first query, and the rest (a damaged leaf or overflow page, a cut file whose header does
+        not say its size) fails in ShardRange.read, which keeps every row that reads and names
+        the localIds that do not. Refusing the shard up front would lose those rows too.
         """
         bounds: dict[Path, tuple[Any, Any, int | None]] = {}
         for shard in self.shards:

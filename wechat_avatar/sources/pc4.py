@@ -308,8 +308,7 @@ def _local_ids(conn: sqlite3.Connection, table: str, seek: Callable[[int], int |
             pass
         try:  # sqlite3 steps a row ahead: the next id may still be listed
             nxt = seek(first)
-        except sqlite3.Error:
-            nxt = None
+        except sqlite3.Error:  # the leaf that lists the next ids is damaged itself
             again = resume(first, 2**63 - 1, seek)
             yield first, (2**63 - 1 if again is None else again - 1)
             if again is None:
