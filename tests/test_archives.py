@@ -188,3 +188,13 @@ def test_limits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     outer = zip_with(tmp_path / "outer.zip", ("middle.zip", middle.read_bytes()))
     assert scan_error(outer) == f"{outer}/middle.zip/inner.zip is an archive inside 2 archives (the limit is 2)"
     assert "found no WeChat history in" in scan_error(middle)  # one level down is unpacked (and holds nothing)
+
+
+def test_errors_inside_an_archive_name_it(tmp_path: Path, tmpdir_env: Path) -> None:
+    """A still-encrypted database in a zip: the line names it inside the zip, not in the
+    temporary folder, and that folder is gone after the failed ingest too."""
+    noise = os.urandom(3 * 4096)
+    zipped = zip_with(tmp_path / "export.zip", ("WeChat Files/wxid_me/Msg/Multi/MSG0.db", noise))
+    fails(run_cli("ingest", zipped, "--workspace", tmp_path / "ws"), 2,
+          f"{zipped}/WeChat Files/wxid_me/Msg/Multi/MSG0.db is still encrypted", "decrypt it first")  # fmt: skip
+    assert not any(tmpdir_env.iterdir())
