@@ -1,7 +1,9 @@
 """sources -> canonical store: stream each source through its mapper and the renderer into chat.db.
 
 Each source is one transaction: it lands whole or not at all, so a damaged input never
-leaves half a history behind or touches what earlier ingests wrote.
+leaves half a history behind or touches what earlier ingests wrote. The one exception is
+named: a PC reader whose shard is damaged keeps the rows that read and says in its notes
+(the summary) which file, and which rows, it could not read.
 
 A big ingest is a pipeline: worker processes read a share of the input (a source's
 `chunks()`, e.g. a few CSV files; else a batch of raw rows this process read), map and render
@@ -19,6 +21,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import closing
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -196,8 +199,9 @@ def ingest(
     hints = Hints(self_wxid=cfg.ingest.self_wxid, timezone=cfg.ingest.timezone, names=store.contact_names,
                   account=lambda: (a.wxid if (a := account()) else None))  # fmt: skip
     reports = []
-    with quiet_gc():
-        for source in open_sources(paths, cfg.ingest, hints):
+    # closed whatever happens: it removes the folder archives were unpacked into
+    with quiet_gc(), closing(open_sources(paths, cfg.ingest, hints)) as sources:
+        for source in sources:
             try:
                 advance = progress(f"{source.kind} {source.path.name}", source.count()) if progress else None
                 reports.append(ingest_source(store, source, cfg, advance))

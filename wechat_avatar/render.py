@@ -372,6 +372,8 @@ def _render_appmsg(m: _Msg, sub_type: int, cfg: RenderConfig) -> Rendered:
         if m.root is not None and m.root.tag == "sysmsg":  # Android files some system XML under 49
             return _run(m, TABLE[(10002, ANY)], sub_type, cfg)
         category = TABLE.get((49, sub_type), ("unknown", None))[0]
+        if not CATEGORIES[category].placeholder and _plain(m.content):  # its words are the message (a reply)
+            return _finish(cfg, category, Part(m.content.strip()), sub_type)
         return _finish(cfg, category, _failed(m, "appmsg"), sub_type)
     sub_type = _int(_find_text(app, "type"), sub_type)  # trust the XML over the stored sub type
     entry = TABLE.get((49, sub_type))
@@ -379,6 +381,12 @@ def _render_appmsg(m: _Msg, sub_type: int, cfg: RenderConfig) -> Rendered:
         part = Part(status="unknown", note=f"unknown appmsg type {sub_type}")
         return _finish(cfg, "unknown", part, sub_type)
     return _run(m, entry, sub_type, cfg)
+
+
+def _plain(content: str) -> bool:
+    """Text with no payload XML: what a reader keeps where it could not rebuild the payload."""
+    text = content.strip()
+    return bool(text) and not text.startswith("<") and "<msg" not in text and "<appmsg" not in text
 
 
 def _run(m: _Msg, entry: tuple[str, Renderer], sub_type: int, cfg: RenderConfig) -> Rendered:

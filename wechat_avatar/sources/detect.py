@@ -12,7 +12,8 @@ from lxml import etree
 
 from wechat_avatar import android_crypto
 from wechat_avatar.config import IngestConfig
-from wechat_avatar.errors import DecryptError, SourceFormatError, UsageError
+from wechat_avatar.errors import AvatarError, DecryptError, SourceFormatError, UsageError
+from wechat_avatar.sources import archive
 from wechat_avatar.sources.android import AndroidDb
 from wechat_avatar.sources.android_csv import AndroidCsv, looks_like_export
 from wechat_avatar.sources.base import Hints, Source
@@ -26,6 +27,7 @@ from wechat_avatar.sources.classify import (
     sqlite_tables,
     still_encrypted,
 )
+from wechat_avatar.sources.damage import COPY_AGAIN, ENCRYPTED, damage
 from wechat_avatar.sources.memotrace import MemoTraceExport
 from wechat_avatar.sources.pc3 import Pc3Db
 from wechat_avatar.sources.pc4 import Pc4Db
@@ -36,9 +38,12 @@ LOOKED_FOR = (
     "an EnMicroMsg.db (encrypted or decrypted), a folder of CSV exports of its "
     "message/rcontact/userinfo tables, or shared_prefs XML with your uin; a decrypted PC WeChat 3.x "
     "Msg folder (MicroMsg.db, MSG0.db …) or 4.x db_storage (message_0.db …, contact.db); "
-    "PyWxDump CSV/JSON, MemoTrace CSV or chatlog JSON/CSV exports"
+    "PyWxDump CSV/JSON, MemoTrace CSV or chatlog JSON/CSV exports; any of these in a .zip, .tar or .tar.gz"
 )
 _PC_KEY_FOLDERS = {"multi", "message", "contact"}  # Msg/Multi/MSG0.db, db_storage/message/message_0.db …
+# what a PC database is by its name alone, for one that does not open: (version, holds messages)
+_PC_ROLES = {r"MSG\d*": ("pc3", True), "MicroMsg": ("pc3", False), r"message_\d+": ("pc4", True),
+             "contact": ("pc4", False)}  # fmt: skip
 
 
 @dataclass
@@ -47,6 +52,7 @@ class PcFiles:
 
     shards: list[Path] = field(default_factory=list)
     names: Path | None = None
+    unread: dict[Path, str] = field(default_factory=dict)  # shards or the names database that do not open -> why
 
 
 @dataclass
@@ -86,20 +92,25 @@ def uin_from_prefs(path: Path) -> str | None:
     return None
 
 
-def scan(paths: list[Path]) -> Found:
+def scan(paths: list[Path], unpacker: archive.Unpacker | None = None) -> Found:
+    """What `paths` hold; archives are unpacked with `unpacker` (without one, they are not opened)."""
     found = Found()
     for path in paths:
         if not path.exists():
             raise UsageError(f"no such file or folder: {path}")
         if path.is_dir():
-            _scan_android_folder(path, found)
-            _scan_tree(path, found)
+            _scan_folder(path, found, unpacker)
         elif path.suffix.lower() == ".xml":
             _add_uin(found, path)
         elif path.suffix.lower() in (".csv", ".json"):
             _add_text_file(path, found, given=True)
+        elif path.suffix.lower() != ".db" and archive.archive_kind(path):
+            if unpacker is None:
+                raise UsageError(f"{path} is an archive", hint="unpack it and ingest the folder")
+            _scan_folder(unpacker.unpack(path), found, unpacker)
         else:
             _add_database(path, found, given=True)
+    _check_unread(found)
     if found.empty():
         if found.encrypted:
             raise still_encrypted(found.encrypted[0])
@@ -111,6 +122,28 @@ def scan(paths: list[Path]) -> Found:
     return found
 
 
+def _check_unread(found: Found) -> None:
+    """An account none of whose message databases opens is an error, naming the first and why;
+    with one that opens, its reader names the others in the summary."""
+    for groups in (found.pc3, found.pc4):
+        for folder, group in groups.items():
+            shards = [p for p in group.unread if (_pc_role(p) or ("", False))[1]]
+            if group.shards or not group.unread or not (shards or found.empty()):
+                continue  # read, or a names database alone that the account beside it names (_pc_sources)
+            path = (shards or list(group.unread))[0]
+            if group.unread[path] == ENCRYPTED:
+                raise still_encrypted(path)
+            others = f"; {len(shards) - 1} more in {folder} do not open either" if len(shards) > 1 else ""
+            raise SourceFormatError(f"{path} is {group.unread[path]}{others}", hint=COPY_AGAIN)
+
+
+def _scan_folder(folder: Path, found: Found, unpacker: archive.Unpacker | None) -> None:
+    _scan_android_folder(folder, found)
+    for inner in _scan_tree(folder, found):
+        if unpacker is not None:
+            _scan_folder(unpacker.unpack(inner), found, unpacker)
+
+
 def _scan_android_folder(folder: Path, found: Found) -> None:
     """The phone's files: EnMicroMsg.db anywhere below, its table CSVs in this folder, shared_prefs."""
     if any(csv_kind(p) == "android" for p in folder.glob("*.csv")) and looks_like_export(folder):
@@ -120,8 +153,10 @@ def _scan_android_folder(folder: Path, found: Found) -> None:
     found.databases += sorted(p for p in folder.rglob("EnMicroMsg.db") if p.is_file())
 
 
-def _scan_tree(folder: Path, found: Found) -> None:
-    """PC databases and export files anywhere below (WeChat Files holds far more than these)."""
+def _scan_tree(folder: Path, found: Found) -> list[Path]:
+    """PC databases and export files anywhere below (WeChat Files holds far more than these);
+    returns the archives found, but for WeChat's own received files."""
+    archives = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
@@ -131,6 +166,9 @@ def _scan_tree(folder: Path, found: Found) -> None:
                 _add_database(path, found, given=False)
             elif suffix in (".csv", ".json"):
                 _add_text_file(path, found, given=False)
+            elif name.lower().endswith(archive.SUFFIXES) and not archive.is_attachment(path.relative_to(folder)):
+                archives.append(path)
+    return archives
 
 
 def _add_database(path: Path, found: Found, given: bool) -> None:
@@ -146,6 +184,10 @@ def _add_database(path: Path, found: Found, given: bool) -> None:
             group.shards.append(path)
         else:
             group.names = path
+    elif not tables and size and (role := _pc_role(path)) and (why := damage(path)):
+        # a message or names database by its name that does not open: named, never silently left out
+        groups = found.pc3 if role[0] == "pc3" else found.pc4
+        groups.setdefault(_pc_folder(path), PcFiles()).unread[path] = why
     elif kind == "android" and not given:  # a decrypted phone database under another name
         found.databases.append(path)
     elif tables is None and pc_name and size:
@@ -157,6 +199,11 @@ def _add_database(path: Path, found: Found, given: bool) -> None:
                                 "nor a PC WeChat MSG*.db / MicroMsg.db or a 4.x message_*.db / contact.db")  # fmt: skip
     elif given:
         found.databases.append(path)
+
+
+def _pc_role(path: Path) -> tuple[str, bool] | None:
+    stem = path.name.removeprefix("de_")
+    return next((role for name, role in _PC_ROLES.items() if re.fullmatch(rf"{name}\.db", stem, re.I)), None)
 
 
 def _pc_folder(path: Path) -> Path:
@@ -229,9 +276,21 @@ def open_sources(paths: list[Path], cfg: IngestConfig, hints: Hints | None = Non
 
     The phone first, then the PC databases, then the exports: where two hold the same
     message, the first one's copy is kept (store.SourceWriter), and the richer it is the better.
+    Archives are unpacked into a folder that is removed when the generator ends (close it).
     """
     hints = hints or Hints(timezone=cfg.timezone)
-    found = scan(paths)
+    with archive.unpacking() as unpacker:
+        try:
+            for source in _open_found(scan(paths, unpacker), cfg, hints):
+                source.path = unpacker.shown(source.path)  # the summary and `ingests` name the archive
+                yield source
+        except AvatarError as err:  # say export.zip/…, not the temporary folder
+            if not unpacker.folders:
+                raise
+            raise type(err)(unpacker.shown_text(str(err)), hint=err.hint) from err
+
+
+def _open_found(found: Found, cfg: IngestConfig, hints: Hints) -> Iterator[Source]:
     keys = candidate_keys(cfg, found.uins)
     for folder in found.csv_folders:
         yield AndroidCsv(folder)
@@ -252,9 +311,13 @@ def open_sources(paths: list[Path], cfg: IngestConfig, hints: Hints | None = Non
 def _pc_sources(found: Found, hints: Hints) -> Iterator[Source]:
     for groups, reader in ((found.pc3, Pc3Db), (found.pc4, Pc4Db)):
         named = [g.names for g in groups.values() if g.names]
+        # names databases that do not open, in a folder without shards (MicroMsg.db handed over alone)
+        stray = {p: why for g in groups.values() if not g.shards for p, why in g.unread.items()}
         for group in groups.values():
             if not group.shards:
                 continue
             # contacts handed over from another folder belong to the only account there is
-            names = group.names or (named[0] if len(named) == 1 and len(groups) <= 2 else None)
-            yield reader(group.shards, names, hints.self_wxid)
+            lone = len(groups) <= 2
+            names = group.names or (named[0] if len(named) == 1 and lone else None)
+            unread = group.unread if names or not lone else {**stray, **group.unread}
+            yield reader(group.shards, names, hints.self_wxid, unread=unread)

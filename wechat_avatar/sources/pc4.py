@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,15 @@ from typing import Any
 import zstandard
 
 from wechat_avatar.canonical import Account, Contact, ContactKind, Member, Message, contact_kind
+from wechat_avatar.errors import SourceFormatError
 from wechat_avatar.sources import base
 from wechat_avatar.sources.base import BadRecord, RowMapper, decode_text, query, query_value
+from wechat_avatar.sources.damage import COPY_AGAIN, LOST_NAMES, advice, cause, damage, resume, unread_note
 from wechat_avatar.sources.protobuf import ProtobufError, fields
 
 SYSTEM_TYPES = frozenset({10000, 10002})
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_SHARD = re.compile(r"^(?:de_)?message_\d+\.db$", re.IGNORECASE)
 _ACCOUNT_FOLDER = re.compile(r"^(.+)_[0-9a-zA-Z]{4}$")
 _PREFIX = re.compile(r"([A-Za-z0-9_\-@.]+):\n")
 _ROWS = (
@@ -42,6 +46,7 @@ _ROWS = (
     "CAST(m.message_content AS BLOB), m.status FROM {table} m LEFT JOIN Name2Id n ON m.real_sender_id = n.rowid "
     "ORDER BY m.sort_seq, m.local_id"
 )
+_ROW = _ROWS.replace("ORDER BY m.sort_seq, m.local_id", "WHERE m.local_id = ?")
 _local = threading.local()  # a zstd decompressor per thread
 
 
@@ -67,7 +72,8 @@ def message_from_v4(row: Sequence[Any], source: str, self_wxid: str) -> Message:
     blob = blob or b""
     content = zstd_text(blob) if blob.startswith(ZSTD_MAGIC) else decode_text(blob)[0]
     sender = user_name or ""
-    if talker.endswith("@chatroom") and (match := _PREFIX.match(content)):
+    # others' lines start "wxid:\n"; one that names someone else than the sender is the text ("todo:\n…")
+    if talker.endswith("@chatroom") and (match := _PREFIX.match(content)) and match[1] in (sender, ""):
         sender, content = match[1], content[match.end() :]
     if base in SYSTEM_TYPES:
         sender, is_self = "", False
@@ -116,17 +122,27 @@ def account_from_folder(path: Path) -> str | None:
 
 
 class Pc4Db:
-    """One account's decrypted message_*.db shards and its contact.db, if found."""
+    """One account's decrypted message_*.db shards and its contact.db, if found.
+
+    `unread`: the shards and contact.db the scan found but could not open, and why; each is
+    named in the summary, as is a shard or chat table that fails when read. No up-front
+    `PRAGMA quick_check` (see pc3.Pc3Db._probe): SQLite refuses a file shorter than its header
+    says on the first query, here the Name2Id read.
+    """
 
     kind = "pc4-db"
 
-    def __init__(self, shards: list[Path], contact: Path | None, self_wxid: str | None) -> None:
+    def __init__(
+        self, shards: list[Path], contact: Path | None, self_wxid: str | None, unread: Mapping[Path, str] | None = None
+    ) -> None:
         self.shards = sorted(shards, key=lambda p: (len(p.stem), p.stem))
         self.path = self.shards[0].parent
         self.contact = contact
         self.skipped: Counter[str] = Counter()
         self.notes: list[str] = []
-        self.tables = {shard: self._tables(shard) for shard in self.shards}
+        unread = dict(unread or {})
+        self.tables = self._probe(unread)
+        self.shards = list(self.tables)
         self.self_wxid = base.resolve_self(
             self_wxid,
             lambda: account_from_folder(self.shards[0]),
@@ -134,12 +150,29 @@ class Pc4Db:
             message=f"cannot tell whose WeChat 4.x history {self.path} is",
             hint="pass --self wxid_… (your wxid: the xwechat_files folder name without its _xxxx tail)",
         )
-        if contact is None:
+        for path, why in sorted(unread.items()):
+            self.notes.append(unread_note(path, why) if _SHARD.match(path.name) else unread_note(path, why, LOST_NAMES))
+        if contact is None and all(_SHARD.match(p.name) for p in unread):
             self.notes.append("no contact.db beside the message databases: contacts keep their wxids as names")
 
     @property
     def source_key(self) -> str:
         return f"pc4:{self.self_wxid}"
+
+    def _probe(self, unread: dict[Path, str]) -> dict[Path, dict[str, str]]:
+        """Each readable shard's chat tables; a shard that fails here joins `unread`, and if none
+        is left that is an error."""
+        tables = {}
+        for shard in self.shards:
+            try:
+                tables[shard] = self._tables(shard)
+            except SourceFormatError as err:
+                unread[shard] = damage(shard, cause(err)) or f"damaged or truncated ({cause(err)})"
+        if not tables:
+            first = min((p for p in unread if _SHARD.match(p.name)), key=lambda p: (len(p.stem), p.stem))
+            raise SourceFormatError(f"no message database in {self.path} could be read: {first.name} is "
+                                    f"{unread[first]}", hint=advice(unread[first]))  # fmt: skip
+        return tables
 
     def _tables(self, shard: Path) -> dict[str, str]:
         """Chat table -> talker, by md5 of each Name2Id user_name; a table nobody hashes to is noted."""
@@ -161,40 +194,131 @@ class Pc4Db:
                     continue
                 sql = (f"SELECT n.user_name FROM {table} m JOIN Name2Id n ON m.real_sender_id = n.rowid "
                        "WHERE n.user_name != ? LIMIT 50")  # fmt: skip
-                votes.update(n for (n,) in query(shard, sql, talker))
+                try:
+                    votes.update(n for (n,) in query(shard, sql, talker))
+                except SourceFormatError:
+                    continue  # a damaged table is named when its rows are read
         return votes.most_common(1)[0][0] if votes else None
 
     def account(self) -> Account:
-        nickname = ""
-        if self.contact is not None:
-            sql = "SELECT nick_name FROM contact WHERE username = ?"
-            nickname = query_value(self.contact, sql, self.self_wxid) or ""
-        return Account(self.self_wxid, nickname)
+        rows = list(self._names("SELECT nick_name FROM contact WHERE username = ?", self.self_wxid))
+        return Account(self.self_wxid, (rows[0][0] if rows else "") or "")
 
     def contacts(self) -> Iterator[Contact]:
-        if self.contact is not None:
-            sql = "SELECT username, alias, remark, nick_name, local_type, verify_flag FROM contact"
-            yield from (contact_from_v4(row, self.self_wxid) for row in query(self.contact, sql) if row[0])
+        sql = "SELECT username, alias, remark, nick_name, local_type, verify_flag FROM contact"
+        yield from (contact_from_v4(row, self.self_wxid) for row in self._names(sql) if row[0])
 
     def members(self) -> Iterator[Member]:
-        if self.contact is not None:
-            for row in query(self.contact, "SELECT username, ext_buffer FROM chat_room"):
-                yield from members_from_chat_room(row)
+        for row in self._names("SELECT username, ext_buffer FROM chat_room"):
+            yield from members_from_chat_room(row)
+
+    def _names(self, sql: str, *args: Any) -> Iterator[tuple[Any, ...]]:
+        """Rows of contact.db; one that breaks mid-read costs names, never the messages."""
+        if self.contact is None:
+            return
+        try:
+            yield from query(self.contact, sql, *args)
+        except SourceFormatError as err:
+            note = (f"{self.contact.name} damaged or truncated ({cause(err)}): contacts and groups it could not "
+                    f"list keep their wxids as names; {COPY_AGAIN}")  # fmt: skip
+            if note not in self.notes:
+                self.notes.append(note)
 
     def count(self) -> int:
-        return sum(
-            query_value(shard, f"SELECT coalesce(max(local_id), 0) FROM {table}")
-            for shard, tables in self.tables.items()
-            for table in tables
-        )
+        total = 0
+        for shard, tables in self.tables.items():
+            for table in tables:
+                try:
+                    total += query_value(shard, f"SELECT coalesce(max(local_id), 0) FROM {table}")
+                except SourceFormatError:
+                    continue  # only the progress bar's total: the read names the table
+        return total
 
     def rows(self) -> Iterator[Sequence[Any]]:
         for shard, tables in self.tables.items():
             for table, talker in tables.items():
-                yield from query(shard, _ROWS.format(table=table), f"{shard.stem}:{talker}:", talker)
+                yield from self._table_rows(shard, table, talker)
+
+    def _table_rows(self, shard: Path, table: str, talker: str) -> Iterator[Sequence[Any]]:
+        """One chat's rows. Where a damaged page stops them (the sort reads the whole table
+        first), the rest are read one by one by local_id, and the summary names those that fail."""
+        prefix, done = f"{shard.stem}:{talker}:", set()
+        try:
+            for row in query(shard, _ROWS.format(table=table), prefix, talker):
+                done.add(row[0])
+                yield row
+        except SourceFormatError as err:
+            rows, lost = _salvage(shard, table, prefix, talker, done)
+            yield from rows
+            if lost:
+                self.notes.append(f"{shard.name} damaged or truncated ({cause(err)}): in the chat with "
+                                  f"{talker}, {lost} not read; {COPY_AGAIN}")  # fmt: skip
 
     def row_mapper(self) -> RowMapper:
         return partial(message_from_v4, source=self.source_key, self_wxid=self.self_wxid)
 
     def close(self) -> None:
         pass
+
+
+def _salvage(shard: Path, table: str, prefix: str, talker: str, done: set[str]) -> tuple[list[Sequence[Any]], str]:
+    """A damaged chat table's rows that still read, one at a time by local_id, and what was lost
+    ("local_id 4", "local_ids 5–24, 31", "local_ids from 7 on"; "" for nothing)."""
+    rows, lost = [], []
+    conn = sqlite3.connect(f"file:{shard}?mode=ro", uri=True)
+
+    def seek(x: int) -> int | None:
+        return conn.execute(f"SELECT min(local_id) FROM {table} WHERE local_id >= ?", (x,)).fetchone()[0]
+
+    try:
+        for local_id, last in _local_ids(conn, table, seek):
+            if last is not None:  # ids the damage hides: a run
+                lost.append(_run(local_id, last))
+            elif f"{prefix}{local_id}" not in done:
+                try:
+                    rows.append(conn.execute(_ROW.format(table=table), (prefix, talker, local_id)).fetchone())
+                except sqlite3.Error:
+                    lost.append(str(local_id))
+    finally:
+        conn.close()
+    if not lost:
+        return rows, ""
+    if lost == ["all"]:
+        return rows, "all its messages"
+    return rows, (f"local_id {lost[0]}" if len(lost) == 1 and lost[0].isdigit() else f"local_ids {', '.join(lost)}")
+
+
+def _run(first: int, last: int) -> str:
+    """A run of local_ids the damage hides, open-ended where the listing could not reach an end."""
+    start, end = first > -(2**63), last < 2**63 - 1
+    if start and end:
+        return str(first) if first == last else f"{first}–{last}"
+    return f"from {first} on" if start else (f"up to {last}" if end else "all")
+
+
+def _local_ids(conn: sqlite3.Connection, table: str, seek: Callable[[int], int | None]) -> Iterator[tuple[int, Any]]:
+    """(local_id, None) for each id listed, (first, last) for a run the damage hides, past which
+    the listing resumes where a read reaches again (last = 2**63 - 1: to the end)."""
+    first = -(2**63)
+    while True:
+        try:
+            for (local_id,) in conn.execute(f"SELECT local_id FROM {table} WHERE local_id >= ? ORDER BY local_id",
+                                            (first,)):  # fmt: skip
+                first = local_id + 1
+                yield local_id, None
+            return
+        except sqlite3.Error:
+            pass
+        try:  # sqlite3 steps a row ahead: the next id may still be listed
+            nxt = seek(first)
+        except sqlite3.Error:  # the leaf that lists the next ids is damaged itself
+            again = resume(first, 2**63 - 1, seek)
+            yield first, (2**63 - 1 if again is None else again - 1)
+            if again is None:
+                return
+            first = again
+            continue
+        if nxt is None:
+            return
+        yield nxt, None
+        first = nxt + 1
