@@ -136,7 +136,7 @@ def test_pc3_damaged_page_mid_shard_costs_only_its_rows(formats: dict[str, Any],
     account, multi = pc3_copy(formats, tmp_path)
     shard = multi / "MSG1.db"
     rows = msg_rows(shard)
-    break_page(shard, shard.stat().st_size // PAGE // 2)
+    break_page(shard, middle_leaf(shard, ["MSG"]))
     result = run_cli("ingest", account, "--workspace", tmp_path / "ws")
     assert result.returncode == 0, result.stderr
     got = msg1_ids(tmp_path / "ws")
@@ -157,6 +157,17 @@ def append_long(db: Path, insert: str, row: tuple[Any, ...]) -> int:
     assert conn.execute("PRAGMA page_count").fetchone()[0] > first + 1  # the leaf had room: only overflow pages
     conn.close()
     return first + 1
+
+
+def middle_leaf(path: Path, tables: list[str]) -> int:
+    """The page nearest the middle of the file that holds rows of one of `tables` (so that breaking it
+    costs rows whatever the synthetic history put there)."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        marks = ", ".join("?" * len(tables))
+        leaves = [n for (n,) in conn.execute(
+            f"SELECT pageno FROM dbstat WHERE name IN ({marks}) AND pagetype = 'leaf'", tables)]  # fmt: skip
+    middle = path.stat().st_size // PAGE // 2
+    return min(leaves, key=lambda n: abs(n - middle))
 
 
 def break_page(path: Path, page: int) -> None:
@@ -266,7 +277,7 @@ def test_pc4_damaged_page_mid_shard_costs_only_its_rows(formats: dict[str, Any],
     tables = {t: conn.execute(f"SELECT max(local_id) FROM {t}").fetchone()[0] for (t,) in conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'Msg_%'")}  # fmt: skip
     conn.close()
-    break_page(shard, shard.stat().st_size // PAGE // 2)
+    break_page(shard, middle_leaf(shard, list(tables)))
     conn, still = sqlite3.connect(f"file:{shard}?mode=ro", uri=True), set()
     for table, rows in tables.items():
         for local_id in range(1, rows + 1):
