@@ -173,9 +173,11 @@ def test_demo_stages_make_no_network_attempt(tmp_path: Path) -> None:
     """synth -> run (ingest, dataset, pretrain, sft, eval) -> stats -> chat, as `make demo` runs them."""
     guarded = Guarded(tmp_path)
     export, workspace = tmp_path / "demo" / "export", tmp_path / "demo" / "workspace"
-    config = tmp_path / "demo.yaml"  # configs/demo.yaml's settings at test size
-    settings = f"preset: tiny-cpu\ningest_paths: [{export}]\n{TINY_YAML}eval: {{samples: 3, max_new_tokens: 4}}\n"
-    config.write_text(settings, encoding="utf-8")
+    config = tmp_path / "demo.yaml"  # configs/demo.yaml's settings, each stage at its smallest (same code paths)
+    tiny = TINY_YAML.replace("pretrain_steps: 30", "pretrain_steps: 3").replace("max_steps: 6", "max_steps: 2")
+    settings = f"preset: tiny-cpu\ningest_paths: [{export}]\n{tiny}eval: {{samples: 2, max_new_tokens: 4}}\n"
+    assert "pretrain_steps: 3," in settings and "save_steps: 3" in settings
+    config.write_text(settings.replace("save_steps: 3", "save_steps: 1"), encoding="utf-8")  # a checkpoint too
     guarded.cli("synth", export, "--messages", "1500", "--seed", "7")
     run = guarded.cli("run", "--config", config, "--workspace", workspace)
     assert "report: " in run.stdout and (workspace / "adapters" / "sft" / "adapter_model.safetensors").is_file()
