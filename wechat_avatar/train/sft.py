@@ -6,8 +6,9 @@
 transformers' Trainer runs the loop (with peft's LoRA); this file decides what it sees:
 - samples tokenized here (train/data.py) so that only the avatar's turns carry loss, for any
   model's chat template;
-- packed per row (train/packing.py): samples share a row without attending to each other
-  (tests/test_sft.py checks logits against unpacked runs);
+- with `sft.packing` (the GPU presets) packed per row (train/packing.py): samples share a row
+  without attending to each other (tests/test_sft.py checks logits against unpacked runs);
+  without it (the default: as fast on a CPU, README Benchmarks) one per row, batched by length;
 - logits only where the loss is (train/loss.py).
 TRL's SFTTrainer was the first choice and is not used: its packing flattens a batch into one
 row (quadratic for the SDPA attention CPUs use), it computes the full vocabulary's logits, and
