@@ -6,13 +6,16 @@ another machine (`socket.socket.connect`/`connect_ex`/`sendto`, `socket.getaddri
 `gethostbyname`, and so `create_connection` and every HTTP client built on them): a non-loopback
 host is refused and written to a log. The hub's offline switches are removed from the children's
 environment, so what is proved is that our code makes no attempt, not that a setting stopped it.
-Native code that opens its own sockets would not be seen; none of what the stages run does.
+Native code that opens its own sockets would not be seen by the guard, so where user namespaces
+work (`unshare -rn`) the demo stages also run in a network namespace of their own, which has no
+route out at all (not even loopback is up): such an attempt could not leave either.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -90,10 +93,17 @@ with open(_ARMED, "a", encoding="utf-8") as armed:
 '''
 
 
+def _unshare_works() -> bool:
+    """A new user and network namespace can be made here (not in every container)."""
+    if shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-rn", "true"], capture_output=True).returncode == 0
+
+
 class Guarded:
     """Runs commands in child processes under the guard; `attempts` is what it refused."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, netns: bool = False) -> None:
         guard = root / "guard"
         guard.mkdir()
         (guard / "sitecustomize.py").write_text(GUARD, encoding="utf-8")
@@ -106,9 +116,11 @@ class Guarded:
                     "HF_HOME": str(root / "hf-home"), "WECHAT_AVATAR_CACHE": str(root / "cache"),
                     "COLUMNS": "200", "NO_COLOR": "1"}  # fmt: skip
 
+        self.prefix = ["unshare", "-rn"] if netns and _unshare_works() else []
+
     def run(self, *args: str | Path) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, env=self.env,
-                              timeout=600)  # fmt: skip
+        return subprocess.run([*self.prefix, sys.executable, *map(str, args)], capture_output=True, text=True,
+                              env=self.env, timeout=600)  # fmt: skip
 
     def cli(self, *args: str | Path) -> subprocess.CompletedProcess[str]:
         result = self.run("-m", "wechat_avatar", *args)
@@ -171,7 +183,7 @@ def test_a_hub_model_id_is_refused_by_the_guard(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_demo_stages_make_no_network_attempt(tmp_path: Path) -> None:
     """synth -> run (ingest, dataset, pretrain, sft, eval) -> stats -> chat, as `make demo` runs them."""
-    guarded = Guarded(tmp_path)
+    guarded = Guarded(tmp_path, netns=True)
     export, workspace = tmp_path / "demo" / "export", tmp_path / "demo" / "workspace"
     config = tmp_path / "demo.yaml"  # configs/demo.yaml's settings, each stage at its smallest (same code paths)
     tiny = TINY_YAML.replace("pretrain_steps: 30", "pretrain_steps: 3").replace("max_steps: 6", "max_steps: 2")
