@@ -204,9 +204,9 @@ def head_share(hidden: int, intermediate: int, layers: int, heads: int, kv_heads
     return head / (layers * layer + head)
 
 
-def report_head_share(model_config: Any, context: float, loss_share: float) -> None:
+def report_head_share(name: str, model_config: Any, context: float, loss_share: float) -> None:
     c = model_config
-    shapes = [("benchmarked tiny-cpu", c.hidden_size, c.intermediate_size, c.num_hidden_layers,
+    shapes = [(f"benchmarked {name}", c.hidden_size, c.intermediate_size, c.num_hidden_layers,
                c.num_attention_heads, c.num_key_value_heads, c.vocab_size, context), *QWEN_SHAPES]  # fmt: skip
     for name, *shape in shapes:
         share = head_share(*shape)
@@ -346,7 +346,7 @@ def main() -> None:
             cpu = (x["real"] / x["cpu"]) / (y["real"] / y["cpu"])
             print(f"ratio    {label:<64} {wall:5.2f} tokens/s wall, {cpu:5.2f} per CPU second")
         context = grouped["padded"] / grouped["forwards"] / s.batch_size  # the padded rows' mean width
-        report_head_share(packed["config"], context, packed["loss_share"])
+        report_head_share(args.preset, packed["config"], context, packed["loss_share"])
         if not args.skip_smollm2:
             smollm2_rss(workspace, base, args.smollm2_steps)
     finally:
