@@ -6,8 +6,10 @@ For each format, (a) a baseline that only reads every message row: the encrypted
 EnMicroMsg.db opened with its key and `SELECT *` (android), `SELECT *` from every decrypted
 MSGn.db (pc3), every PyWxDump CSV through the csv module (pywxdump); and (b) the full
 `wechat-avatar ingest` of it (map, decompress, render, write chat.db) in a child process.
-Prints b/a, the ingest's peak RSS, and its CPU time with its workers (steadier than wall time on
-a shared machine). Targets: ratio <= 5, peak RSS <= 1 GB.
+Each ingest must store every message the export holds (synth.json's count, which the
+baseline's row count must match too), or the benchmark fails. Prints b/a, the ingest's peak
+RSS, and its CPU time with its workers (steadier than wall time on a shared machine).
+Targets: ratio <= 5, peak RSS <= 1 GB.
 The Android export lives in DIR itself (as before), the others in DIR/pc3, DIR/pywxdump.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import resource
 import shutil
 import sqlite3
@@ -28,6 +31,8 @@ from pathlib import Path
 import psutil
 
 from wechat_avatar import android_crypto
+from wechat_avatar.store import Store
+from wechat_avatar.workspace import Workspace
 
 UIN = "1727374951"
 csv.field_size_limit(sys.maxsize)
@@ -92,6 +97,16 @@ FORMATS: dict[str, tuple[str, Callable[[Path], int], Callable[[Path], list[str]]
 }
 
 
+def check_stored(workspace: Path, export: Path, scanned: int) -> None:
+    """Every synthetic message must be in chat.db: an ingest that skipped rows would read as faster."""
+    made = json.loads((export / "synth.json").read_text(encoding="utf-8"))["messages"]
+    with Store.open(Workspace(workspace), create=False) as store:
+        stored = store.count("messages")
+    if not stored == scanned == made:
+        sys.exit(f"FAILED: the export holds {made:,} messages and the baseline scanned {scanned:,} rows, "
+                 f"but the ingest stored {stored:,}: its time is not comparable")  # fmt: skip
+
+
 def bench(fmt: str, export: Path, work: Path, messages: int, repeat: int) -> None:
     marker, scan, ingest_args = FORMATS[fmt]
     cli = [sys.executable, "-m", "wechat_avatar"]
@@ -106,6 +121,7 @@ def bench(fmt: str, export: Path, work: Path, messages: int, repeat: int) -> Non
         scans.append((time.perf_counter() - start, rows))
         ws = work / f"ws-{fmt}-{i}"
         ingests.append(run_child([*cli, "ingest", *ingest_args(export), "--workspace", str(ws)]))
+        check_stored(ws, export, rows)
         shutil.rmtree(ws)
     scan_s, rows = min(scans)
     (ingest_s, _, cpu_s), rss = min(ingests), max(r for _, r, _ in ingests)

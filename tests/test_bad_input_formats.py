@@ -10,7 +10,7 @@ from pathlib import Path
 from conftest import run_cli
 from test_bad_input import count, fails
 from test_export_sources import PYWXDUMP_HEADER, PYWXDUMP_ROWS, messages, pywxdump_folder, write_csv
-from test_pc_sources import HU, PC3_ROWS, V4_ROWS, build_pc3, build_pc4, bytes_extra, lz4_block, zstd
+from test_pc_sources import HU, PC3_ROWS, V4_ROWS, build_pc3, build_pc4, zstd
 
 ME = "wxid_me"
 
@@ -44,12 +44,15 @@ def test_corrupt_blobs_and_broken_protobuf_are_counted_and_skipped(tmp_path: Pat
     ):
         assert reason in result.stdout, result.stdout
     assert count(tmp_path / "ws") == len(PC3_ROWS)
+    # the good rows beside the broken ones come through whole, the LZ4 quote and its BytesExtra sender too
+    good = messages(tmp_path / "ws")
+    assert [m["text"] for m in good] == [text for _, text in PC3_ROWS]
+    assert good[2]["sender"] == HU and good[2]["text"] == "我没问我爸"
     zstd_broken = ("wxid_hu", 299, 1, HU, 1700000099, zstd("早")[:-4] + b"\x00\x01\x02", 4)
     v4 = build_pc4(tmp_path / "pc4", [row for row, _ in V4_ROWS] + [zstd_broken])
     result = run_cli("ingest", v4, "--workspace", tmp_path / "ws4")
     assert result.returncode == 0 and "1 corrupt zstd message_content" in result.stdout, result.stdout
-    assert count(tmp_path / "ws4") == len(V4_ROWS)
-    assert lz4_block("x") and bytes_extra(HU)  # the helpers the good rows use
+    assert [m["text"] for m in messages(tmp_path / "ws4")] == [text for _, text in V4_ROWS]
 
 
 def test_csv_with_extra_missing_or_broken_columns(tmp_path: Path) -> None:

@@ -41,8 +41,8 @@ def test_eval_sft_against_base_then_reread(workspace: Path) -> None:
         assert sorted(map(int, run["generations"])) == saved["dataset"]["indices"]
         assert run["privacy"]["probe_replies"] == len(run["probes"]) * privacy.PROBE_REPEATS
         assert run["style"]["replies"] == 4
-    # the adapter changes the model: the real replies' loss differs with and without it
-    assert sft["metrics"]["perplexity"] != base["metrics"]["perplexity"]
+    # the adapter learnt the person: the real held-out replies are likelier with it than without
+    assert sft["metrics"]["perplexity"] < base["metrics"]["perplexity"]
     html = (out / "report.html").read_text(encoding="utf-8")
     assert html.count("<svg") == 5 and html.count('class="sample"') == 4
     assert str(workspace / "adapters" / "sft") in html and "<td>base</td>" in html

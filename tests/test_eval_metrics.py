@@ -179,3 +179,51 @@ def test_a_value_is_found_in_either_width_and_with_dots() -> None:
     assert privacy.find("打１３８.１２３４.５６７８", [narrow]) == [narrow]
     assert privacy.find("打155.0326.2457", [wide]) == []
     assert "2456" not in privacy.redact("我的是155-0326-2456", [wide])
+
+
+# replies of different lengths: one batch holds two, so padding runs through the model too
+PPL_CONVERSATIONS = [
+    [{"role": "system", "content": "请你扮演一位微信用户“乌冬面”"}, {"role": "user", "content": "胡三行:吃了吗"},
+     {"role": "assistant", "content": "吃了<s>你呢"}],
+    [{"role": "system", "content": "请你扮演一位微信用户“乌冬面”"}, {"role": "user", "content": "胡三行:在吗"},
+     {"role": "assistant", "content": "在"}, {"role": "user", "content": "胡三行:晚上吃啥\n胡三行:[捂脸]"},
+     {"role": "assistant", "content": "火锅吧<s>老地方见"}],
+    [{"role": "user", "content": "周师傅:明天练车"}, {"role": "assistant", "content": "好的"}],
+]  # fmt: skip
+
+
+def test_reply_perplexity_equals_a_hand_computation() -> None:
+    """reply_perplexity against the definition, worked out from the model's full logits with torch:
+    the tokens after the generation prompt (the reply and its end of turn), their summed negative
+    log-probability over all conversations, divided by their count, then exp."""
+    import math
+
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from wechat_avatar.eval.perplexity import reply_perplexity
+    from wechat_avatar.models.qwen_tokenizer import trimmed
+
+    tokenizer = trimmed([m["content"] for c in PPL_CONVERSATIONS for m in c])
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
+    model = Qwen2ForCausalLM(config).eval()
+    total, count = 0.0, 0
+    for conversation in PPL_CONVERSATIONS:
+        prompt = tokenizer.apply_chat_template(conversation[:-1], add_generation_prompt=True)["input_ids"]
+        ids = tokenizer.apply_chat_template(conversation)["input_ids"]
+        assert ids[: len(prompt)] == prompt
+        assert tokenizer.decode(ids[len(prompt) :]) == conversation[-1]["content"] + "<|im_end|>\n"
+        with torch.no_grad():
+            logprobs = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), dim=-1)
+        # position t - 1 predicts token t
+        total -= sum(float(logprobs[t - 1, ids[t]]) for t in range(len(prompt), len(ids)))
+        count += len(ids) - len(prompt)
+
+    got = reply_perplexity(model, tokenizer, PPL_CONVERSATIONS, batch_size=2)
+    assert got["tokens"] == count
+    assert got["nll"] == pytest.approx(total / count, rel=1e-5)
+    assert got["perplexity"] == pytest.approx(math.exp(total / count), rel=1e-5)
+    # a random model over this vocabulary is about as surprised as uniform guessing: a sanity check on scale
+    assert got["perplexity"] == pytest.approx(len(tokenizer), rel=0.2)

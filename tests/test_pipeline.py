@@ -33,17 +33,22 @@ def test_run_all_then_skip_then_only_what_changed(export, dataset_workspace: Pat
     assert (workspace / "eval" / "run" / "report.html").is_file()
     assert "report: " in first.stdout
 
+    unpacked_rows = json.loads((workspace / "adapters" / "sft" / "run.json").read_text(encoding="utf-8"))["train_rows"]
+
     second = run_cli("run", "--workspace", workspace, "--config", config)
     assert second.returncode == 0, second.stderr
     assert set(_stages(second.stderr).values()) == {"fresh, skipped"}
 
-    config.write_text(base.replace("learning_rate: 2.0e-3", "learning_rate: 1.0e-3"), encoding="utf-8")
+    # packing (off by default, on in the GPU presets) is an sft setting too; this run covers it end to end
+    changed = base.replace("learning_rate: 2.0e-3", "learning_rate: 1.0e-3, packing: true")
+    config.write_text(changed, encoding="utf-8")
     third = run_cli("run", "--workspace", workspace, "--config", config)
     assert third.returncode == 0, third.stderr
     stages = _stages(third.stderr)
     assert [n for n, s in stages.items() if s == "fresh, skipped"] == ["ingest", "dataset", "pretrain"]
     run = json.loads((workspace / "adapters" / "sft" / "run.json").read_text(encoding="utf-8"))
-    assert run["config"]["sft"]["learning_rate"] == 1.0e-3
+    assert run["config"]["sft"]["learning_rate"] == 1.0e-3 and run["config"]["sft"]["packing"] is True
+    assert run["train_rows"] < unpacked_rows  # several samples to a row
 
 
 def test_run_without_inputs_says_what_to_add(tmp_path: Path) -> None:

@@ -129,6 +129,23 @@ def test_sft_learns_and_records_what_made_it(tiny_workspace: Path) -> None:
     assert build["loss"][-1] < build["loss"][0] and build["fingerprint"] == run["base_fingerprint"]
 
 
+def _complete_steps(checkpoints: Path) -> list[int]:
+    """Steps of the checkpoints a kill left whole, judged here without the recipe's own check."""
+    steps = []
+    for folder in checkpoints.glob("checkpoint-*"):
+        try:
+            state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if (folder / "adapter_model.safetensors").is_file() and (folder / "optimizer.pt").is_file():
+            steps.append(state["global_step"])
+    return sorted(steps)
+
+
+def _logged_steps(stderr: str) -> list[int]:
+    return [int(line.split()[1].split("/")[0]) for line in stderr.splitlines() if line.startswith("step ")]
+
+
 def test_resume_after_kill_gives_the_same_adapter(tiny_workspace: Path, tiny_config: Path, tmp_path: Path) -> None:
     config = tmp_path / "long.yaml"
     config.write_text(tiny_config.read_text(encoding="utf-8").replace("max_steps: 6", "max_steps: 40"), "utf-8")
@@ -138,18 +155,63 @@ def test_resume_after_kill_gives_the_same_adapter(tiny_workspace: Path, tiny_con
 
     args = [sys.executable, "-m", "wechat_avatar", "train", "sft", "--workspace", str(killed), "--config", str(config)]
     child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoint = killed / "adapters" / "sft" / "checkpoints" / "checkpoint-3" / "trainer_state.json"
-    while not checkpoint.exists() and child.poll() is None:
+    checkpoints = killed / "adapters" / "sft" / "checkpoints"
+    while not (checkpoints.is_dir() and _complete_steps(checkpoints)) and child.poll() is None:
         time.sleep(0.02)
     child.send_signal(signal.SIGKILL)
     assert child.wait() == -signal.SIGKILL  # killed mid-run, not finished
+    whole = _complete_steps(checkpoints)
+    assert whole and whole[-1] < 40
+    last = whole[-1]
+    # newer checkpoints as a kill mid-save leaves them: weights and optimizer written but no trainer
+    # state yet, and a trainer state cut off mid-write; --resume must pass over both
+    for step, state in ((last + 3, None), (last + 6, '{"global_step": ')):
+        partial = checkpoints / f"checkpoint-{step}"
+        shutil.copytree(checkpoints / f"checkpoint-{last}", partial, dirs_exist_ok=True)
+        (partial / "trainer_state.json").unlink()
+        if state:
+            (partial / "trainer_state.json").write_text(state, encoding="utf-8")
+
     resumed = run_cli("train", "sft", "--workspace", killed, "--config", config, "--resume")
     assert resumed.returncode == 0, resumed.stderr
+    # it started from the newest whole checkpoint, not from step 0 (which, training being
+    # deterministic, would end in the same adapter too)
+    assert f"resuming from {checkpoints / f'checkpoint-{last}'}" in resumed.stderr
+    assert _logged_steps(resumed.stderr) == list(range(last + 1, 41))
+    run = json.loads((killed / "adapters" / "sft" / "run.json").read_text(encoding="utf-8"))
+    assert run["resumed_from"] == f"checkpoint-{last}" and run["steps"] == 40
+    assert [row["step"] for row in run["log"] if "loss" in row] == list(range(1, 41))  # the history carried over
+    straight_run = json.loads((straight / "adapters" / "sft" / "run.json").read_text(encoding="utf-8"))
+    assert straight_run["resumed_from"] is None
     a = load_file(straight / "adapters" / "sft" / "adapter_model.safetensors")
     b = load_file(killed / "adapters" / "sft" / "adapter_model.safetensors")
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=1e-5)
+
+
+def test_last_checkpoint_skips_half_written_ones(tmp_path: Path) -> None:
+    """Only a folder holding weights, optimizer and a readable trainer state counts as a checkpoint."""
+    from wechat_avatar.train.sft import last_checkpoint
+
+    def checkpoint(step: int, *files: str, state: str = '{"global_step": 1}') -> None:
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        for name in files:
+            (folder / name).write_bytes(b"x")
+        if state:
+            (folder / "trainer_state.json").write_text(state, encoding="utf-8")
+
+    assert last_checkpoint(tmp_path) is None
+    checkpoint(2, "adapter_model.safetensors", "optimizer.pt")
+    checkpoint(10, "adapter_model.safetensors", "optimizer.pt")  # 10 > 9: newest by step, not by name
+    checkpoint(9, "adapter_model.safetensors", "optimizer.pt")
+    checkpoint(12, "adapter_model.safetensors", "optimizer.pt", state="")  # killed before the state
+    checkpoint(14, "adapter_model.safetensors", "optimizer.pt", state='{"glob')  # killed mid-write
+    checkpoint(16, "optimizer.pt")  # weights lost
+    checkpoint(18, "adapter_model.safetensors")  # optimizer lost: resuming would reset Adam silently
+    (tmp_path / "checkpoint-tmp").mkdir()
+    assert last_checkpoint(tmp_path) == tmp_path / "checkpoint-10"
 
 
 def test_chat_replies_in_bubbles(tiny_workspace: Path) -> None:

@@ -411,8 +411,8 @@ def train_sft(
 ) -> None:
     """LoRA fine-tuning on your replies: WORKSPACE/adapters/sft/ (adapter, run.json, loss.svg).
 
-    Loss falls only on your turns; samples are packed without padding; a checkpoint is written
-    every sft.save_steps, and --resume continues after a crash. Runs unchanged under
+    Loss falls only on your turns; samples are batched by length, or packed (sft.packing); a
+    checkpoint is written every sft.save_steps, and --resume continues after a crash. Runs unchanged under
     `accelerate launch` (configs/accelerate/) for several GPUs.
     """
     from wechat_avatar.train.sft import run_sft

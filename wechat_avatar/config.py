@@ -273,9 +273,10 @@ class SFTConfig(Section):
     max_length: int = Field(1024, ge=32, le=131072, description="Longest sequence in tokens; longer samples are cut "
                             "from the start so the reply is kept.")
     packing: bool = Field(
-        True,
-        description="Pack several samples into one sequence (no padding; attention never crosses samples). "
-        "Chat samples are short, so this is most of the speed.",
+        False,
+        description="Pack several samples into one row of max_length (no padding; attention never crosses "
+        "samples). Off: one sample per row, batched by length (little padding). On a CPU both run as fast "
+        "(a packed row's attention costs its full length squared); the GPU presets pack.",
     )
     loss_on: Literal["all", "last"] = Field(
         "all", description="all: learn every reply of yours in the sample; last: only the final reply."

@@ -6,8 +6,9 @@
 transformers' Trainer runs the loop (with peft's LoRA); this file decides what it sees:
 - samples tokenized here (train/data.py) so that only the avatar's turns carry loss, for any
   model's chat template;
-- packed per row (train/packing.py): samples share a row without attending to each other
-  (tests/test_sft.py checks logits against unpacked runs);
+- with `sft.packing` (the GPU presets) packed per row (train/packing.py): samples share a row
+  without attending to each other (tests/test_sft.py checks logits against unpacked runs);
+  without it (the default: as fast on a CPU, README Benchmarks) one per row, batched by length;
 - logits only where the loss is (train/loss.py).
 TRL's SFTTrainer was the first choice and is not used: its packing flattens a batch into one
 row (quadratic for the SDPA attention CPUs use), it computes the full vocabulary's logits, and
@@ -46,14 +47,20 @@ EVAL_SAMPLES = 200  # held-out samples for the loss before/after: enough for a s
 
 
 def last_checkpoint(folder: Path) -> Path | None:
-    """The newest checkpoint that was written completely (trainer_state.json is saved last)."""
+    """The newest checkpoint that was written completely: Trainer writes the weights, then the optimizer
+    (and scheduler, RNG), then trainer_state.json last, so a kill mid-save leaves a folder without a
+    readable state. Weights and optimizer are checked too: resuming without them would silently start
+    the adapter or the optimizer afresh (DeepSpeed keeps its optimizer in global_step*/)."""
+
+    def has(path: Path, *prefixes: str) -> bool:
+        return any(child.name.startswith(prefixes) for child in path.iterdir())
 
     def complete(path: Path) -> bool:
         try:
             json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
-            return True
         except (OSError, ValueError):  # missing, or cut short by a kill mid-write
             return False
+        return has(path, "adapter_model", "model", "pytorch_model") and has(path, "optimizer", "global_step")
 
     done = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[1].isdigit() and complete(p)]
     return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
@@ -146,9 +153,11 @@ class SFTRecipe:
         self.trainer = trainer
         before = self._eval_loss()
         started = time.perf_counter()
+        start = last_checkpoint(self.checkpoints) if self.resume else None
+        if start:  # said and recorded: a resume that silently restarted from step 0 would look the same
+            self.log(f"resuming from {start}")
         try:
-            result = trainer.train(resume_from_checkpoint=str(last_checkpoint(self.checkpoints)) if self.resume
-                                   else None)  # fmt: skip
+            result = trainer.train(resume_from_checkpoint=str(start) if start else None)
         except RuntimeError as err:
             if "out of memory" in str(err) or "can't allocate memory" in str(err):
                 s = self.cfg.sft
@@ -161,6 +170,7 @@ class SFTRecipe:
         seconds = time.perf_counter() - started
         return {
             "steps": trainer.state.global_step, "seconds": round(seconds, 1),
+            "resumed_from": start.name if start else None,
             "train_loss": round(result.training_loss, 4),
             "eval_loss_before": before, "eval_loss_after": self._eval_loss(),
             "train_rows": len(self.train_set),
