@@ -9,10 +9,12 @@ read), so every unread file is named in the ingest summary the same way:
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from wechat_avatar.errors import SourceFormatError
+from wechat_avatar.sources.base import query
 
 SQLITE_MAGIC = b"SQLite format 3\x00"  # as in classify.py, which the PC readers' workers need not import
 ENCRYPTED = "still encrypted"
@@ -54,6 +56,20 @@ def advice(why: str) -> str:
 def unread_note(path: Path, why: str, lost: str = "its messages are missing") -> str:
     """The summary line for a file the ingest could not read."""
     return f"{path.name} not read, {why}: {lost}; {advice(why)}"
+
+
+def names_rows(path: Path | None, notes: list[str], sql: str, *args: Any) -> Iterator[tuple[Any, ...]]:
+    """Rows of a contacts database (MicroMsg.db, contact.db), if there is one; one that breaks mid-read
+    costs names, never the messages: the rows before the damage, and a note (once) saying what was lost."""
+    if path is None:
+        return
+    try:
+        yield from query(path, sql, *args)
+    except SourceFormatError as err:
+        note = (f"{path.name} damaged or truncated ({cause(err)}): contacts and groups it could not "
+                f"list keep their wxids as names; {COPY_AGAIN}")  # fmt: skip
+        if note not in notes:
+            notes.append(note)
 
 
 def cause(err: Exception) -> str:

@@ -33,7 +33,7 @@ from wechat_avatar.canonical import Account, Contact, ContactKind, Member, Messa
 from wechat_avatar.errors import SourceFormatError
 from wechat_avatar.sources import base
 from wechat_avatar.sources.base import BadRecord, ChunkRows, RowMapper, decode_text, query, query_value, roomdata_names
-from wechat_avatar.sources.damage import COPY_AGAIN, LOST_NAMES, advice, cause, damage, resume, unread_note
+from wechat_avatar.sources.damage import COPY_AGAIN, LOST_NAMES, advice, cause, damage, names_rows, resume, unread_note
 from wechat_avatar.sources.protobuf import ProtobufError, fields, skip, varint
 
 SYSTEM_TYPES = frozenset({10000, 10002})
@@ -238,16 +238,7 @@ class Pc3Db:
             yield from members_from_chatroom(row)
 
     def _names(self, sql: str, *args: Any) -> Iterator[tuple[Any, ...]]:
-        """Rows of MicroMsg.db; one that breaks mid-read costs names, never the messages."""
-        if self.micromsg is None:
-            return
-        try:
-            yield from query(self.micromsg, sql, *args)
-        except SourceFormatError as err:
-            note = (f"{self.micromsg.name} damaged or truncated ({cause(err)}): contacts and groups it could not "
-                    f"list keep their wxids as names; {COPY_AGAIN}")  # fmt: skip
-            if note not in self.notes:
-                self.notes.append(note)
+        return names_rows(self.micromsg, self.notes, sql, *args)
 
     def count(self) -> int:
         return sum(high or 0 for _, high, _ in self.bounds.values())

@@ -33,7 +33,7 @@ from wechat_avatar.canonical import Account, Contact, ContactKind, Member, Messa
 from wechat_avatar.errors import SourceFormatError
 from wechat_avatar.sources import base
 from wechat_avatar.sources.base import BadRecord, RowMapper, decode_text, query, query_value
-from wechat_avatar.sources.damage import COPY_AGAIN, LOST_NAMES, advice, cause, damage, resume, unread_note
+from wechat_avatar.sources.damage import COPY_AGAIN, LOST_NAMES, advice, cause, damage, names_rows, resume, unread_note
 from wechat_avatar.sources.protobuf import ProtobufError, fields
 
 SYSTEM_TYPES = frozenset({10000, 10002})
@@ -213,16 +213,7 @@ class Pc4Db:
             yield from members_from_chat_room(row)
 
     def _names(self, sql: str, *args: Any) -> Iterator[tuple[Any, ...]]:
-        """Rows of contact.db; one that breaks mid-read costs names, never the messages."""
-        if self.contact is None:
-            return
-        try:
-            yield from query(self.contact, sql, *args)
-        except SourceFormatError as err:
-            note = (f"{self.contact.name} damaged or truncated ({cause(err)}): contacts and groups it could not "
-                    f"list keep their wxids as names; {COPY_AGAIN}")  # fmt: skip
-            if note not in self.notes:
-                self.notes.append(note)
+        return names_rows(self.contact, self.notes, sql, *args)
 
     def count(self) -> int:
         total = 0
