@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 BUBBLE = "<s>"  # the dataset joins a reply's consecutive messages with it
 
@@ -19,6 +19,15 @@ def stop_ids(tokenizer: Any) -> list[int]:
         if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
             ids.add(token_id)
     return sorted(i for i in ids if i is not None)
+
+
+class Generated(NamedTuple):
+    """One reply with what it cost: usage for the OpenAI API, and why it ended."""
+
+    text: str  # bubbles joined by <s>, stripped
+    prompt_tokens: int
+    completion_tokens: int  # new tokens up to and including the stop token
+    finish_reason: str  # stop (a stop token ended it) | length (max_new_tokens did)
 
 
 def generate_replies(
@@ -39,21 +48,50 @@ def generate_replies(
     """
     import torch
 
+    torch.manual_seed(seed)
+    replies: list[str] = []
+    for start in range(0, len(conversations), batch_size):
+        chunk = generate_batch(model, tokenizer, conversations[start : start + batch_size], seed=None,
+                               max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                               max_prompt_tokens=max_prompt_tokens)  # fmt: skip
+        replies += [g.text for g in chunk]
+    return replies
+
+
+def generate_batch(
+    model: Any,
+    tokenizer: Any,
+    conversations: list[list[dict[str, str]]],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    seed: int | None,
+    max_prompt_tokens: int = 1024,
+) -> list[Generated]:
+    """One forward-pass batch of replies with their token counts; `seed` None keeps torch's RNG as it is."""
+    import torch
+
     tokenizer.padding_side = "left"  # decoder-only: new tokens must follow the prompt directly
     tokenizer.truncation_side = "left"
     prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {
         "do_sample": False}  # fmt: skip
-    torch.manual_seed(seed)
-    replies: list[str] = []
+    if seed is not None:
+        torch.manual_seed(seed)
     device = next(model.parameters()).device
-    for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start : start + batch_size]
-        batch = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False,
-                          truncation=True, max_length=max_prompt_tokens).to(device)  # fmt: skip
-        with torch.no_grad():
-            out = model.generate(**batch, max_new_tokens=max_new_tokens, eos_token_id=stop_ids(tokenizer),
-                                 pad_token_id=tokenizer.pad_token_id, **sampling)  # fmt: skip
-        new = out[:, batch["input_ids"].shape[1] :]
-        replies += [text.strip() for text in tokenizer.batch_decode(new, skip_special_tokens=True)]
-    return replies
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False,
+                      truncation=True, max_length=max_prompt_tokens).to(device)  # fmt: skip
+    stops = stop_ids(tokenizer)
+    with torch.no_grad():
+        out = model.generate(**batch, max_new_tokens=max_new_tokens, eos_token_id=stops,
+                             pad_token_id=tokenizer.pad_token_id, **sampling)  # fmt: skip
+    new = out[:, batch["input_ids"].shape[1] :]
+    texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+    prompt_tokens = batch["attention_mask"].sum(dim=1).tolist()
+    results = []
+    for row, text, used in zip(new.tolist(), texts, prompt_tokens, strict=True):
+        end = next((i for i, token in enumerate(row) if token in stops), None)
+        finish = "stop" if end is not None else "length"
+        results.append(Generated(text.strip(), int(used), len(row) if end is None else end + 1, finish))
+    return results
