@@ -180,8 +180,10 @@ def test_bubble_modes(workspace: Workspace, engine: Engine, tmp_path: Path, mode
             body = {"messages": [{"role": "user", "content": "走吗"}]}
             message = json.loads(call(url, "POST", "/v1/chat/completions", body)[2])["choices"][0]["message"]
             streamed = call(url, "POST", "/v1/chat/completions", {**body, "stream": True})[2].decode()
+            stopped = json.loads(call(url, "POST", "/v1/chat/completions", {**body, "stop": ["冲"]})[2])["choices"][0]
     finally:
         fixed.close()
+    assert stopped["message"]["content"] == ("好<s>开" if mode == "keep" else "好\n开")
     deltas = [json.loads(e[6:])["choices"][0]["delta"].get("content") for e in streamed.split("\n\n")[1:-3]]
     if mode == "keep":
         assert message == {"role": "assistant", "content": "好<s>开冲"} and deltas == ["好", "<s>开冲"]

@@ -343,7 +343,11 @@ class ServeConfig(Section):
     max_prompt_tokens: int = Field(
         1024, ge=16, le=131072, description="Prompts longer than this lose their oldest tokens."
     )
-    seed: int = Field(0, description="Sampling seed of requests that send none.")
+    seed: int = Field(
+        0,
+        description="Requests that send no seed sample with seed + the batch's number: replies vary, and a "
+        "server run replays exactly.",
+    )
 
 
 PRESETS_DIR = Path(__file__).parent / "presets"

@@ -35,7 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from wechat_avatar.config import API_KEY_ENV, AvatarConfig, ServeConfig
 from wechat_avatar.dataset.window import Line
 from wechat_avatar.errors import UsageError
-from wechat_avatar.generate import BUBBLE, bubbles
+from wechat_avatar.generate import BUBBLE
 from wechat_avatar.serve import protocol as p
 from wechat_avatar.serve.engine import Engine, Reply, Sampling
 from wechat_avatar.serve.friends import Friends
@@ -194,7 +194,7 @@ def build_app(settings: Settings, engine: Engine) -> FastAPI:
             raise APIError(422, f"max_tokens is {tokens}; this server allows at most {cfg.max_tokens_limit}",
                            param="max_tokens", code="max_tokens_too_large")  # fmt: skip
         return Sampling(tokens or cfg.max_new_tokens, cfg.temperature if temperature is None else temperature,
-                        cfg.top_p if top_p is None else top_p, cfg.seed if seed is None else seed)  # fmt: skip
+                        cfg.top_p if top_p is None else top_p, seed)  # fmt: skip
 
     def check_texts(texts: list[str], param: str) -> None:
         if len(texts) > cfg.max_messages:
@@ -230,7 +230,7 @@ def build_app(settings: Settings, engine: Engine) -> FastAPI:
             usage = bool(body.stream_options and body.stream_options.include_usage)
             return StreamingResponse(stream(future, body.stops, usage, cid, made), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
-        parts, finish, usage_ = cut(await asyncio.wrap_future(future), body.stops)
+        parts, finish, usage_ = cut(await asyncio.wrap_future(future), body.stops, JOINS[cfg.bubble_mode])
         message = p.AssistantMessage(content=JOINS[cfg.bubble_mode].join(parts),
                                      segments=parts if cfg.bubble_mode == "segments" else None)  # fmt: skip
         done = p.ChatCompletion(id=cid, created=made, model=cfg.model_name,
@@ -246,7 +246,7 @@ def build_app(settings: Settings, engine: Engine) -> FastAPI:
 
         yield chunk([p.ChunkChoice(delta=p.Delta(role="assistant", content=""))])
         try:
-            parts, finish, usage = cut(await asyncio.wrap_future(future), stops)
+            parts, finish, usage = cut(await asyncio.wrap_future(future), stops, JOINS[cfg.bubble_mode])
         except Exception as error:  # headers are sent: the error travels as a chunk
             body = p.error_json(f"generation failed: {type(error).__name__}: {error}", "server_error",
                                 "generation_failed")  # fmt: skip
@@ -308,13 +308,15 @@ def openai_lines(messages: list[p.ChatMessage], friend: str, engine: Engine) -> 
     return lines
 
 
-def cut(reply: Reply, stops: list[str]) -> tuple[list[str], str, p.Usage]:
-    """The reply's bubbles cut at the first stop string a client asked for, its finish reason and usage."""
-    text, finish = reply.text, reply.finish_reason
+def cut(reply: Reply, stops: list[str], join: str) -> tuple[list[str], str, p.Usage]:
+    """The reply's bubbles cut at the first stop string a client asked for (in the text it would see,
+    bubbles joined by `join`), its finish reason and usage."""
+    text, finish = join.join(reply.bubbles), reply.finish_reason
     for stop in stops:
         if (at := text.find(stop)) >= 0:
             text, finish = text[:at], "stop"
-    return bubbles(text) if stops else reply.bubbles, finish, usage_of(reply)
+    parts = [b.strip() for b in text.split(join) if b.strip()] if stops else reply.bubbles
+    return parts, finish, usage_of(reply)
 
 
 def usage_of(reply: Reply) -> p.Usage:

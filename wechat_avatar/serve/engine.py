@@ -37,7 +37,7 @@ class Sampling(NamedTuple):
     max_new_tokens: int
     temperature: float
     top_p: float
-    seed: int
+    seed: int | None  # None: the engine's seed + the batch's number (replies vary, a server run replays)
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,8 @@ class Engine:
     backend = "transformers"
 
     def __init__(self, loaded: Loaded, persona: Persona, *, max_batch: int = 8, batch_wait_ms: float = 5.0,
-                 max_prompt_tokens: int = 1024) -> None:  # fmt: skip
-        self.loaded, self.persona = loaded, persona
+                 max_prompt_tokens: int = 1024, seed: int = 0) -> None:  # fmt: skip
+        self.loaded, self.persona, self.seed = loaded, persona, seed
         self.max_batch, self.batch_wait, self.max_prompt_tokens = max_batch, batch_wait_ms / 1000, max_prompt_tokens
         self.jobs: queue.Queue[_Job | None] = queue.Queue()
         self.batches = 0  # batches generated so far (healthz; tests see requests share them)
@@ -99,7 +99,7 @@ class Engine:
         loaded = load_for_inference(workspace, cfg, adapter or workspace.trained_adapter())
         s = cfg.serve
         return cls(loaded, Persona.of(workspace, cfg), max_batch=s.max_batch, batch_wait_ms=s.batch_wait_ms,
-                   max_prompt_tokens=s.max_prompt_tokens)  # fmt: skip
+                   max_prompt_tokens=s.max_prompt_tokens, seed=s.seed)  # fmt: skip
 
     def describe(self) -> str:
         loaded = self.loaded
@@ -125,8 +125,9 @@ class Engine:
     def generate(self, conversations: list[Conversation], sampling: Sampling) -> list[Generated]:
         """One batch (the worker's step; a subclass may replace it)."""
         model, tokenizer = self.loaded.model, self.loaded.tokenizer
+        seed = self.seed + self.batches if sampling.seed is None else sampling.seed
         return generate_batch(model, tokenizer, conversations, max_new_tokens=sampling.max_new_tokens,
-                              temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed,
+                              temperature=sampling.temperature, top_p=sampling.top_p, seed=seed,
                               max_prompt_tokens=self.max_prompt_tokens)  # fmt: skip
 
     def _run(self) -> None:
