@@ -415,21 +415,24 @@ def test_unknown_routes_and_methods_are_json_errors(base: str) -> None:
 # --- concurrency and batching -------------------------------------------------------------------------------------
 
 
-def test_concurrent_clients_get_their_own_replies_in_shared_batches(base: str, engine: Engine) -> None:
-    friends = [f"朋友{i}" for i in range(12)]
+def test_50_concurrent_clients_get_their_own_replies_in_shared_batches(workspace: Workspace, engine: Engine,
+                                                                       tmp_path: Path) -> None:  # fmt: skip
+    friends = [f"朋友{i}" for i in range(50)]
     texts = ["在吗", "吃饭去？", "明天见", "哈哈哈"]
     before = engine.batches
 
     def ask(i: int) -> tuple[int, dict[str, Any]]:
-        status, _, body = call(base, "POST", "/v1/avatar/reply", {"friend": friends[i], "message": texts[i % 4]})
-        return status, json.loads(body)
+        body = {"friend": friends[i], "message": texts[i % 4]}
+        status, _, raw = call(url, "POST", "/v1/avatar/reply", body)
+        return status, json.loads(raw)
 
-    with ThreadPoolExecutor(len(friends)) as pool:
+    app = build_app(settings(workspace, tmp_path / "s.db", max_concurrent=64, requests_per_minute=0), engine)
+    with running(app) as url, ThreadPoolExecutor(len(friends)) as pool:
         results = list(pool.map(ask, range(len(friends))))
+        histories = [json.loads(call(url, "GET", f"/v1/avatar/friends/{f}/history")[2])["messages"] for f in friends]
     assert [s for s, _ in results] == [200] * len(friends)
     assert [r["friend"] for _, r in results] == friends
-    for i, (_, r) in enumerate(results):  # each history holds its own friend's line and reply
-        kept = json.loads(call(base, "GET", f"/v1/avatar/friends/{friends[i]}/history")[2])["messages"]
+    for i, ((_, r), kept) in enumerate(zip(results, histories, strict=True)):  # each its own line and reply
         assert [m["text"] for m in kept] == [texts[i % 4], *r["bubbles"]]
     # greedy: the same words get the same reply, whichever batch they were in
     by_text: dict[str, set[tuple[str, ...]]] = {}
