@@ -129,12 +129,15 @@ def test_openai_client_lists_the_model_and_gets_a_reply_with_usage(base: str) ->
 
 def test_openai_client_streams_with_usage(base: str) -> None:
     client = openai_client(base)
-    messages = [{"role": "user", "content": "在吗"}]
-    chunks = list(client.chat.completions.create(model="x", messages=messages, stream=True,
-                                                 stream_options={"include_usage": True}))  # fmt: skip
+    # sampled with a seed: greedy decoding of the 6-step tiny model says nothing at all
+    asked = {"model": "x", "messages": [{"role": "user", "content": "在吗"}], "temperature": 1.0, "seed": 1,
+             "max_tokens": 8}  # fmt: skip
+    chunks = list(client.chat.completions.create(**asked, stream=True, stream_options={"include_usage": True}))
     assert chunks[0].choices[0].delta.role == "assistant"
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    whole = client.chat.completions.create(model="x", messages=messages)
+    deltas = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    text = "".join(deltas)
+    whole = client.chat.completions.create(**asked)
+    assert len(deltas) > 1  # streamed as the batch decodes, not in one piece at the end
     assert text == whole.choices[0].message.content  # greedy: the stream says what the plain call says
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in {"stop", "length"}
     assert chunks[-1].choices == [] and chunks[-1].usage.total_tokens == whole.usage.total_tokens
@@ -171,7 +174,7 @@ def test_list_content_unknown_fields_and_system_prompts_are_taken(base: str) -> 
 @pytest.mark.parametrize("mode", ["keep", "segments"])
 def test_bubble_modes(workspace: Workspace, engine: Engine, tmp_path: Path, mode: str) -> None:
     class TwoBubbles(Engine):
-        def generate(self, conversations: list[Any], sampling: Sampling) -> list[Generated]:
+        def generate(self, conversations: list[Any], sampling: Sampling, watchers: Any = None) -> list[Generated]:
             return [Generated(" 好<s>开冲 ", 5, 3, "stop") for _ in conversations]
 
     fixed = TwoBubbles(engine.loaded, engine.persona)
@@ -193,7 +196,7 @@ def test_bubble_modes(workspace: Workspace, engine: Engine, tmp_path: Path, mode
 
 def test_an_error_mid_stream_is_an_error_chunk_then_done(workspace: Workspace, engine: Engine, tmp_path: Path) -> None:
     class Broken(Engine):
-        def generate(self, conversations: list[Any], sampling: Sampling) -> list[Generated]:
+        def generate(self, conversations: list[Any], sampling: Sampling, watchers: Any = None) -> list[Generated]:
             raise RuntimeError("the model fell over")
 
     broken = Broken(engine.loaded, engine.persona)
@@ -248,7 +251,7 @@ def test_the_prompt_holds_the_history_as_the_dataset_would(workspace: Workspace,
     seen: list[list[dict[str, str]]] = []
 
     class Recording(Engine):
-        def generate(self, conversations: list[Any], sampling: Sampling) -> list[Generated]:
+        def generate(self, conversations: list[Any], sampling: Sampling, watchers: Any = None) -> list[Generated]:
             seen.extend(conversations)
             return [Generated("好<s>走", 5, 2, "stop") for _ in conversations]
 
@@ -365,7 +368,7 @@ def test_too_many_requests_in_flight(workspace: Workspace, engine: Engine, tmp_p
     release = threading.Event()
 
     class Held(Engine):
-        def generate(self, conversations: list[Any], sampling: Sampling) -> list[Generated]:
+        def generate(self, conversations: list[Any], sampling: Sampling, watchers: Any = None) -> list[Generated]:
             release.wait(30)
             return [Generated("好", 5, 1, "stop") for _ in conversations]
 

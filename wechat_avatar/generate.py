@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 BUBBLE = "<s>"  # the dataset joins a reply's consecutive messages with it
@@ -68,8 +69,11 @@ def generate_batch(
     top_p: float,
     seed: int | None,
     max_prompt_tokens: int = 1024,
+    on_tokens: Callable[[list[list[int]]], None] | None = None,
 ) -> list[Generated]:
-    """One forward-pass batch of replies with their token counts; `seed` None keeps torch's RNG as it is."""
+    """One forward-pass batch of replies with their token counts; `seed` None keeps torch's RNG as it is.
+
+    `on_tokens`, if given, is called after every decoding step with each row's new tokens so far."""
     import torch
 
     tokenizer.padding_side = "left"  # decoder-only: new tokens must follow the prompt directly
@@ -83,9 +87,10 @@ def generate_batch(
     batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False,
                       truncation=True, max_length=max_prompt_tokens).to(device)  # fmt: skip
     stops = stop_ids(tokenizer)
+    streamer = _steps(len(prompts), on_tokens) if on_tokens else None
     with torch.no_grad():
         out = model.generate(**batch, max_new_tokens=max_new_tokens, eos_token_id=stops,
-                             pad_token_id=tokenizer.pad_token_id, **sampling)  # fmt: skip
+                             pad_token_id=tokenizer.pad_token_id, streamer=streamer, **sampling)  # fmt: skip
     new = out[:, batch["input_ids"].shape[1] :]
     texts = tokenizer.batch_decode(new, skip_special_tokens=True)
     prompt_tokens = batch["attention_mask"].sum(dim=1).tolist()
@@ -95,3 +100,33 @@ def generate_batch(
         finish = "stop" if end is not None else "length"
         results.append(Generated(text.strip(), int(used), len(row) if end is None else end + 1, finish))
     return results
+
+
+def reply_so_far(tokenizer: Any, row: list[int], stops: list[int]) -> str:
+    """A row's text up to its first stop token (what `generate_batch` will return for it, unstripped)."""
+    end = next((i for i, token in enumerate(row) if token in stops), len(row))
+    return tokenizer.decode(row[:end], skip_special_tokens=True)
+
+
+def _steps(rows: int, on_tokens: Callable[[list[list[int]]], None]) -> Any:
+    """A transformers streamer that hands every step's tokens of a whole batch to `on_tokens`
+    (transformers' own streamers take one sequence only)."""
+    from transformers.generation.streamers import BaseStreamer
+
+    class Steps(BaseStreamer):
+        def __init__(self) -> None:
+            self.prompt_seen = False
+            self.rows: list[list[int]] = [[] for _ in range(rows)]
+
+        def put(self, value: Any) -> None:
+            if not self.prompt_seen:  # generate puts the prompt first, then one token per row per step
+                self.prompt_seen = True
+                return
+            for row, token in zip(self.rows, value.view(-1).tolist(), strict=True):
+                row.append(token)
+            on_tokens(self.rows)
+
+        def end(self) -> None:
+            pass
+
+    return Steps()

@@ -224,12 +224,13 @@ def build_app(settings: Settings, engine: Engine) -> FastAPI:
         lines = openai_lines(body.messages, name, engine)
         if not any(not line.is_self for line in lines):
             raise APIError(422, "messages hold no user message to reply to", param="messages", code="no_user_message")
-        future = engine.submit(engine.persona.prompt(lines), how)
-        made, cid = p.now(), p.completion_id()
+        conversation, made, cid = engine.persona.prompt(lines), p.now(), p.completion_id()
         if body.stream:
             usage = bool(body.stream_options and body.stream_options.include_usage)
-            return StreamingResponse(stream(future, body.stops, usage, cid, made), media_type="text/event-stream",
+            return StreamingResponse(stream(conversation, how, body.stops, usage, cid, made),
+                                     media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
+        future = engine.submit(conversation, how)
         parts, finish, usage_ = cut(await asyncio.wrap_future(future), body.stops, JOINS[cfg.bubble_mode])
         message = p.AssistantMessage(content=JOINS[cfg.bubble_mode].join(parts),
                                      segments=parts if cfg.bubble_mode == "segments" else None)  # fmt: skip
@@ -237,25 +238,51 @@ def build_app(settings: Settings, engine: Engine) -> FastAPI:
                                 choices=[p.Choice(message=message, finish_reason=finish)], usage=usage_)  # fmt: skip
         return JSONResponse(done.model_dump(exclude_none=True))  # `segments` only in segments mode
 
-    async def stream(future: Any, stops: list[str], include_usage: bool, cid: str, made: int) -> AsyncIterator[str]:
-        """Role chunk, one content delta per bubble, finish_reason, usage if asked, [DONE]."""
+    async def stream(conversation: list[dict[str, str]], how: Sampling, stops: list[str], include_usage: bool,
+                     cid: str, made: int) -> AsyncIterator[str]:  # fmt: skip
+        """Role chunk, content deltas as the batch decodes, finish_reason, usage if asked, [DONE].
+
+        With stop strings the text is cut only once it is whole, so it comes in one delta per bubble."""
 
         def chunk(choices: list[p.ChunkChoice], usage: p.Usage | None = None) -> str:
             data = p.ChatCompletionChunk(id=cid, created=made, model=cfg.model_name, choices=choices, usage=usage)
             return f"data: {data.model_dump_json(exclude_none=True)}\n\n"
 
+        join, loop, texts = JOINS[cfg.bubble_mode], asyncio.get_running_loop(), asyncio.Queue[str]()
+
+        def heard(text: str) -> None:  # on the engine's thread
+            loop.call_soon_threadsafe(texts.put_nowait, text)
+
+        done = asyncio.wrap_future(engine.submit(conversation, how, None if stops else heard))
         yield chunk([p.ChunkChoice(delta=p.Delta(role="assistant", content=""))])
+        emitted = ""
+        while not done.done():
+            step = asyncio.ensure_future(texts.get())
+            try:
+                await asyncio.wait({step, done}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                step.cancel()
+            if step.done() and not step.cancelled():
+                raw = step.result()
+                while not texts.empty():  # only the newest text matters
+                    raw = texts.get_nowait()
+                if (now := shown(raw, join)).startswith(emitted) and len(now) > len(emitted):
+                    yield chunk([p.ChunkChoice(delta=p.Delta(content=now[len(emitted) :]))])
+                    emitted = now
         try:
-            parts, finish, usage = cut(await asyncio.wrap_future(future), stops, JOINS[cfg.bubble_mode])
+            parts, finish, usage = cut(done.result(), stops, join)
         except Exception as error:  # headers are sent: the error travels as a chunk
             body = p.error_json(f"generation failed: {type(error).__name__}: {error}", "server_error",
                                 "generation_failed")  # fmt: skip
             yield f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
             yield "data: [DONE]\n\n"
             return
-        join = JOINS[cfg.bubble_mode]
-        for i, part in enumerate(parts):
-            yield chunk([p.ChunkChoice(delta=p.Delta(content=(join if i else "") + part))])
+        whole = join.join(parts)
+        # what is left: per bubble when nothing streamed (stop strings), else the tail of the whole text
+        rest = [whole[len(emitted) :] if whole.startswith(emitted) else ""] if emitted else [
+            (join if i else "") + b for i, b in enumerate(parts)]  # fmt: skip
+        for text in filter(None, rest):
+            yield chunk([p.ChunkChoice(delta=p.Delta(content=text))])
         yield chunk([p.ChunkChoice(delta=p.Delta(), finish_reason=finish)])
         if include_usage:
             yield chunk([], usage)
@@ -306,6 +333,18 @@ def openai_lines(messages: list[p.ChatMessage], friend: str, engine: Engine) -> 
             parts = [b.strip() for b in m.text.replace(BUBBLE, "\n").splitlines() if b.strip()]
             lines += [persona.line(True, persona.name, b) for b in parts]
     return lines
+
+
+def shown(raw: str, join: str) -> str:
+    """What a client may see of a reply still being decoded: its bubbles joined as they will be at
+    the end, holding back what may yet change (a half-written <s>, a half-decoded character,
+    whitespace that stripping may remove)."""
+    raw = raw.rstrip("\ufffd")
+    for k in (2, 1):
+        if raw.endswith(BUBBLE[:k]):
+            raw = raw[:-k]
+            break
+    return join.join(b.strip() for b in raw.split(BUBBLE) if b.strip())
 
 
 def cut(reply: Reply, stops: list[str], join: str) -> tuple[list[str], str, p.Usage]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from wechat_avatar.config import AvatarConfig
 from wechat_avatar.dataset.prompt import prompt
 from wechat_avatar.dataset.splits import self_name
 from wechat_avatar.dataset.window import Line
-from wechat_avatar.generate import BUBBLE, Generated, bubbles, generate_batch
+from wechat_avatar.generate import BUBBLE, Generated, bubbles, generate_batch, reply_so_far, stop_ids
 from wechat_avatar.models.load import Loaded, load_for_inference
 from wechat_avatar.workspace import Workspace
 
@@ -78,6 +79,7 @@ class _Job(NamedTuple):
     conversation: Conversation
     sampling: Sampling
     future: Future[Reply]
+    on_text: Callable[[str], None] | None  # called from the worker with the reply's text so far
 
 
 class Engine:
@@ -109,9 +111,11 @@ class Engine:
     def queue_depth(self) -> int:
         return self.jobs.qsize()
 
-    def submit(self, conversation: Conversation, sampling: Sampling) -> Future[Reply]:
+    def submit(self, conversation: Conversation, sampling: Sampling,
+               on_text: Callable[[str], None] | None = None) -> Future[Reply]:  # fmt: skip
+        """Queue one reply; `on_text` (streaming) hears its raw text (<s> and all) after each decoding step."""
         future: Future[Reply] = Future()
-        self.jobs.put(_Job(conversation, sampling, future))
+        self.jobs.put(_Job(conversation, sampling, future, on_text))
         return future
 
     def reply(self, conversation: Conversation, sampling: Sampling) -> Reply:
@@ -122,13 +126,23 @@ class Engine:
         self.jobs.put(None)
         self._worker.join(timeout=30)
 
-    def generate(self, conversations: list[Conversation], sampling: Sampling) -> list[Generated]:
-        """One batch (the worker's step; a subclass may replace it)."""
+    def generate(self, conversations: list[Conversation], sampling: Sampling,
+                 watchers: list[Callable[[str], None] | None] | None = None) -> list[Generated]:  # fmt: skip
+        """One batch (the worker's step; a subclass may replace it). `watchers[i]` hears row i's text so far."""
         model, tokenizer = self.loaded.model, self.loaded.tokenizer
         seed = self.seed + self.batches if sampling.seed is None else sampling.seed
+        on_tokens = None
+        if watchers and any(watchers):
+            stops = stop_ids(tokenizer)
+
+            def on_tokens(rows: list[list[int]]) -> None:
+                for watch, row in zip(watchers, rows, strict=True):
+                    if watch is not None:
+                        watch(reply_so_far(tokenizer, row, stops))
+
         return generate_batch(model, tokenizer, conversations, max_new_tokens=sampling.max_new_tokens,
                               temperature=sampling.temperature, top_p=sampling.top_p, seed=seed,
-                              max_prompt_tokens=self.max_prompt_tokens)  # fmt: skip
+                              max_prompt_tokens=self.max_prompt_tokens, on_tokens=on_tokens)  # fmt: skip
 
     def _run(self) -> None:
         while (first := self.jobs.get()) is not None:
@@ -157,7 +171,7 @@ class Engine:
 
     def _answer(self, sampling: Sampling, group: list[_Job]) -> None:
         try:
-            generated = self.generate([job.conversation for job in group], sampling)
+            generated = self.generate([job.conversation for job in group], sampling, [job.on_text for job in group])
         except Exception as error:  # the requests fail with it; the worker keeps serving the next batch
             for job in group:
                 job.future.set_exception(error)
