@@ -27,7 +27,7 @@ import uvicorn
 from conftest import run_cli
 
 from wechat_avatar.config import AvatarConfig, ServeConfig, load_config
-from wechat_avatar.generate import Generated, generate_batch
+from wechat_avatar.generate import Generated, RowSampling, generate_batch
 from wechat_avatar.serve.app import Settings, build_app
 from wechat_avatar.serve.engine import Engine, Sampling
 from wechat_avatar.serve.friends import Friends
@@ -174,7 +174,7 @@ def test_list_content_unknown_fields_and_system_prompts_are_taken(base: str) -> 
 @pytest.mark.parametrize("mode", ["keep", "segments"])
 def test_bubble_modes(workspace: Workspace, engine: Engine, tmp_path: Path, mode: str) -> None:
     class TwoBubbles(Engine):
-        def generate(self, conversations: list[Any], sampling: Sampling, watchers: Any = None) -> list[Generated]:
+        def generate(self, conversations: list[Any], sampling: Any, watchers: Any = None) -> list[Generated]:
             return [Generated(" 好<s>开冲 ", 5, 3, "stop") for _ in conversations]
 
     fixed = TwoBubbles(engine.loaded, engine.persona)
@@ -196,7 +196,7 @@ def test_bubble_modes(workspace: Workspace, engine: Engine, tmp_path: Path, mode
 
 def test_an_error_mid_stream_is_an_error_chunk_then_done(workspace: Workspace, engine: Engine, tmp_path: Path) -> None:
     class Broken(Engine):
-        def generate(self, conversations: list[Any], sampling: Sampling, watchers: Any = None) -> list[Generated]:
+        def generate(self, conversations: list[Any], sampling: Any, watchers: Any = None) -> list[Generated]:
             raise RuntimeError("the model fell over")
 
     broken = Broken(engine.loaded, engine.persona)
@@ -251,7 +251,7 @@ def test_the_prompt_holds_the_history_as_the_dataset_would(workspace: Workspace,
     seen: list[list[dict[str, str]]] = []
 
     class Recording(Engine):
-        def generate(self, conversations: list[Any], sampling: Sampling, watchers: Any = None) -> list[Generated]:
+        def generate(self, conversations: list[Any], sampling: Any, watchers: Any = None) -> list[Generated]:
             seen.extend(conversations)
             return [Generated("好<s>走", 5, 2, "stop") for _ in conversations]
 
@@ -368,7 +368,7 @@ def test_too_many_requests_in_flight(workspace: Workspace, engine: Engine, tmp_p
     release = threading.Event()
 
     class Held(Engine):
-        def generate(self, conversations: list[Any], sampling: Sampling, watchers: Any = None) -> list[Generated]:
+        def generate(self, conversations: list[Any], sampling: Any, watchers: Any = None) -> list[Generated]:
             release.wait(30)
             return [Generated("好", 5, 1, "stop") for _ in conversations]
 
@@ -425,27 +425,31 @@ def test_50_concurrent_clients_get_their_own_replies_in_shared_batches(workspace
     before = engine.batches
 
     def ask(i: int) -> tuple[int, dict[str, Any]]:
-        body = {"friend": friends[i], "message": texts[i % 4]}
+        # sampled, each with its own seed: a reply that went to the wrong client would show
+        body = {"friend": friends[i], "message": texts[i % 4], "temperature": 1.0, "seed": i, "max_tokens": 8}
         status, _, raw = call(url, "POST", "/v1/avatar/reply", body)
         return status, json.loads(raw)
 
     app = build_app(settings(workspace, tmp_path / "s.db", max_concurrent=64, requests_per_minute=0), engine)
-    with running(app) as url, ThreadPoolExecutor(len(friends)) as pool:
-        results = list(pool.map(ask, range(len(friends))))
+    with running(app) as url:
+        with ThreadPoolExecutor(len(friends)) as pool:
+            results = list(pool.map(ask, range(len(friends))))
+        batches = engine.batches - before
         histories = [json.loads(call(url, "GET", f"/v1/avatar/friends/{f}/history")[2])["messages"] for f in friends]
+        alone = []  # the same requests one at a time, each from an empty history again
+        for i, friend in enumerate(friends):
+            call(url, "DELETE", f"/v1/avatar/friends/{friend}/history")
+            alone.append(ask(i)[1]["bubbles"])
     assert [s for s, _ in results] == [200] * len(friends)
     assert [r["friend"] for _, r in results] == friends
     for i, ((_, r), kept) in enumerate(zip(results, histories, strict=True)):  # each its own line and reply
         assert [m["text"] for m in kept] == [texts[i % 4], *r["bubbles"]]
-    # greedy: the same words get the same reply, whichever batch they were in
-    by_text: dict[str, set[tuple[str, ...]]] = {}
-    for i, (_, r) in enumerate(results):
-        by_text.setdefault(texts[i % 4], set()).add(tuple(r["bubbles"]))
-    assert all(len(replies) == 1 for replies in by_text.values())
-    assert engine.batches - before < len(friends)  # some requests shared a batch
+    assert [r["bubbles"] for _, r in results] == alone  # per-request seeds hold inside a batch
+    assert len({tuple(b) for b in alone}) > 4  # the seeds made a difference: replies are told apart
+    assert batches < len(friends)  # requests shared batches
 
 
-def test_batched_and_sequential_greedy_replies_agree(engine: Engine) -> None:
+def test_batched_and_sequential_replies_agree(engine: Engine) -> None:
     persona = engine.persona
     prompts = [persona.prompt([persona.line(False, "胡三行", text)]) for text in ("在吗", "吃饭去？今晚", "好")]
     model, tokenizer = engine.loaded.model, engine.loaded.tokenizer
@@ -454,6 +458,11 @@ def test_batched_and_sequential_greedy_replies_agree(engine: Engine) -> None:
     alone = [generate_batch(model, tokenizer, [p], **kwargs)[0] for p in prompts]
     assert [g.text for g in batched] == [g.text for g in alone]
     assert [g.prompt_tokens for g in batched] == [g.prompt_tokens for g in alone]
+    # sampled per row, with its own seed and settings: the same in a batch as alone
+    rows = [RowSampling(1.0, 0.9, 7), RowSampling(0.7, 1.0, 8), RowSampling(0.0, 1.0, 9)]
+    batched = generate_batch(model, tokenizer, prompts, **kwargs, rows=rows)
+    alone = [generate_batch(model, tokenizer, [p], **kwargs, rows=[r])[0] for p, r in zip(prompts, rows, strict=True)]
+    assert [g.text for g in batched] == [g.text for g in alone] and any(g.text for g in batched)
 
 
 def test_terminal_chat_goes_through_the_engine(engine: Engine) -> None:

@@ -70,10 +70,13 @@ def generate_batch(
     seed: int | None,
     max_prompt_tokens: int = 1024,
     on_tokens: Callable[[list[list[int]]], None] | None = None,
+    rows: list[RowSampling] | None = None,
 ) -> list[Generated]:
     """One forward-pass batch of replies with their token counts; `seed` None keeps torch's RNG as it is.
 
-    `on_tokens`, if given, is called after every decoding step with each row's new tokens so far."""
+    `on_tokens`, if given, is called after every decoding step with each row's new tokens so far.
+    `rows`, if given, samples each row with its own temperature, top_p and seed (and ignores the
+    batch-wide three): a row's reply is then the same in any batch, as it would be alone."""
     import torch
 
     tokenizer.padding_side = "left"  # decoder-only: new tokens must follow the prompt directly
@@ -88,6 +91,11 @@ def generate_batch(
                       truncation=True, max_length=max_prompt_tokens).to(device)  # fmt: skip
     stops = stop_ids(tokenizer)
     streamer = _steps(len(prompts), on_tokens) if on_tokens else None
+    if rows is not None:
+        from transformers import LogitsProcessorList
+
+        # our processor leaves one token per row possible; greedy decoding then takes it
+        sampling = {"do_sample": False, "logits_processor": LogitsProcessorList([_row_sampler(rows)])}
     with torch.no_grad():
         out = model.generate(**batch, max_new_tokens=max_new_tokens, eos_token_id=stops,
                              pad_token_id=tokenizer.pad_token_id, streamer=streamer, **sampling)  # fmt: skip
@@ -100,6 +108,43 @@ def generate_batch(
         finish = "stop" if end is not None else "length"
         results.append(Generated(text.strip(), int(used), len(row) if end is None else end + 1, finish))
     return results
+
+
+class RowSampling(NamedTuple):
+    temperature: float  # 0 = greedy
+    top_p: float
+    seed: int
+
+
+def _row_sampler(rows: list[RowSampling]) -> Any:
+    """A logits processor that picks each row's next token with that row's settings and its own
+    random generator, and masks every other token: per-request sampling inside one batch."""
+    import torch
+    from transformers import LogitsProcessor
+
+    generators = [torch.Generator().manual_seed(r.seed) for r in rows]
+
+    class RowSampler(LogitsProcessor):
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            picked = torch.full_like(scores, float("-inf"))
+            for i, (row, generator) in enumerate(zip(rows, generators, strict=True)):
+                picked[i, _pick(scores[i].float().cpu(), row, generator)] = 0.0
+            return picked
+
+    return RowSampler()
+
+
+def _pick(logits: Any, row: RowSampling, generator: Any) -> int:
+    import torch
+
+    if row.temperature <= 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits / row.temperature, dim=-1)
+    if row.top_p < 1:  # nucleus: the most likely tokens until their mass reaches top_p (the first always)
+        ranked, order = probs.sort(descending=True)
+        keep = ranked.cumsum(0) - ranked < row.top_p
+        probs = torch.zeros_like(probs).scatter(0, order[keep], ranked[keep])
+    return int(torch.multinomial(probs, 1, generator=generator))
 
 
 def reply_so_far(tokenizer: Any, row: list[int], stops: list[int]) -> str:

@@ -1,9 +1,9 @@
 """The reply engine: every reply, from `serve` or terminal `chat`, is generated here.
 
 Requests queue up; one worker thread takes the first, waits `batch_wait_ms` for others, and
-generates each group of requests that share sampling settings in one batch of forward passes
-(`generate_batch`): micro-batching over `model.generate`. The model is touched by that thread
-only, so requests never race on it.
+generates each group of requests that share max_new_tokens in one batch of forward passes
+(`generate_batch`), each row sampled with its own settings: micro-batching over `model.generate`.
+The model is touched by that thread only, so requests never race on it.
 
 The persona turns a conversation (canonical `Line`s) into the prompt the dataset taught the
 model to answer, through `dataset.prompt`, the builder the dataset's own windows use.
@@ -11,6 +11,7 @@ model to answer, through `dataset.prompt`, the builder the dataset's own windows
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
@@ -24,7 +25,7 @@ from wechat_avatar.config import AvatarConfig
 from wechat_avatar.dataset.prompt import prompt
 from wechat_avatar.dataset.splits import self_name
 from wechat_avatar.dataset.window import Line
-from wechat_avatar.generate import BUBBLE, Generated, bubbles, generate_batch, reply_so_far, stop_ids
+from wechat_avatar.generate import BUBBLE, Generated, RowSampling, bubbles, generate_batch, reply_so_far, stop_ids
 from wechat_avatar.models.load import Loaded, load_for_inference
 from wechat_avatar.workspace import Workspace
 
@@ -33,12 +34,13 @@ EMPTY = "…"  # the bubble of a reply that came out empty (chat showed it befor
 
 
 class Sampling(NamedTuple):
-    """Per-request settings; requests with equal settings share a batch."""
+    """Per-request settings. Requests with the same max_new_tokens share a batch, each sampled with its
+    own temperature, top_p and seed: a seeded request gets the same reply in any batch."""
 
     max_new_tokens: int
     temperature: float
     top_p: float
-    seed: int | None  # None: the engine's seed + the batch's number (replies vary, a server run replays)
+    seed: int | None  # None: the engine's seed + the request's number (replies vary, a server run replays)
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ class Reply(NamedTuple):
 
 class _Job(NamedTuple):
     conversation: Conversation
-    sampling: Sampling
+    sampling: Sampling  # its seed resolved
     future: Future[Reply]
     on_text: Callable[[str], None] | None  # called from the worker with the reply's text so far
 
@@ -93,6 +95,7 @@ class Engine:
         self.max_batch, self.batch_wait, self.max_prompt_tokens = max_batch, batch_wait_ms / 1000, max_prompt_tokens
         self.jobs: queue.Queue[_Job | None] = queue.Queue()
         self.batches = 0  # batches generated so far (healthz; tests see requests share them)
+        self._numbers = itertools.count()  # unseeded requests, numbered
         self._worker = threading.Thread(target=self._run, name="reply-engine", daemon=True)
         self._worker.start()
 
@@ -115,6 +118,8 @@ class Engine:
                on_text: Callable[[str], None] | None = None) -> Future[Reply]:  # fmt: skip
         """Queue one reply; `on_text` (streaming) hears its raw text (<s> and all) after each decoding step."""
         future: Future[Reply] = Future()
+        if sampling.seed is None:
+            sampling = sampling._replace(seed=self.seed + next(self._numbers))
         self.jobs.put(_Job(conversation, sampling, future, on_text))
         return future
 
@@ -126,11 +131,12 @@ class Engine:
         self.jobs.put(None)
         self._worker.join(timeout=30)
 
-    def generate(self, conversations: list[Conversation], sampling: Sampling,
+    def generate(self, conversations: list[Conversation], sampling: list[Sampling],
                  watchers: list[Callable[[str], None] | None] | None = None) -> list[Generated]:  # fmt: skip
-        """One batch (the worker's step; a subclass may replace it). `watchers[i]` hears row i's text so far."""
+        """One batch (the worker's step; a subclass may replace it): row i with sampling[i], and
+        `watchers[i]` hearing its text so far."""
         model, tokenizer = self.loaded.model, self.loaded.tokenizer
-        seed = self.seed + self.batches if sampling.seed is None else sampling.seed
+        rows = [RowSampling(s.temperature, s.top_p, s.seed or 0) for s in sampling]
         on_tokens = None
         if watchers and any(watchers):
             stops = stop_ids(tokenizer)
@@ -140,19 +146,19 @@ class Engine:
                     if watch is not None:
                         watch(reply_so_far(tokenizer, row, stops))
 
-        return generate_batch(model, tokenizer, conversations, max_new_tokens=sampling.max_new_tokens,
-                              temperature=sampling.temperature, top_p=sampling.top_p, seed=seed,
-                              max_prompt_tokens=self.max_prompt_tokens, on_tokens=on_tokens)  # fmt: skip
+        return generate_batch(model, tokenizer, conversations, max_new_tokens=sampling[0].max_new_tokens,
+                              temperature=0.0, top_p=1.0, seed=None, max_prompt_tokens=self.max_prompt_tokens,
+                              on_tokens=on_tokens, rows=rows)  # fmt: skip
 
     def _run(self) -> None:
         while (first := self.jobs.get()) is not None:
             jobs, stop = self._gather(first)
-            groups: dict[Sampling, list[_Job]] = {}
+            groups: dict[int, list[_Job]] = {}
             for job in jobs:
                 if job.future.set_running_or_notify_cancel():
-                    groups.setdefault(job.sampling, []).append(job)
-            for sampling, group in groups.items():
-                self._answer(sampling, group)
+                    groups.setdefault(job.sampling.max_new_tokens, []).append(job)
+            for group in groups.values():
+                self._answer(group)
             if stop:
                 return
 
@@ -169,9 +175,10 @@ class Engine:
             jobs.append(job)
         return jobs, False
 
-    def _answer(self, sampling: Sampling, group: list[_Job]) -> None:
+    def _answer(self, group: list[_Job]) -> None:
         try:
-            generated = self.generate([job.conversation for job in group], sampling, [job.on_text for job in group])
+            generated = self.generate([job.conversation for job in group], [job.sampling for job in group],
+                                      [job.on_text for job in group])  # fmt: skip
         except Exception as error:  # the requests fail with it; the worker keeps serving the next batch
             for job in group:
                 job.future.set_exception(error)
