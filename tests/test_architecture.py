@@ -29,7 +29,8 @@ LAYERS: list[set[str]] = [
     {"generate", "models"},
     {"train"},
     {"eval"},
-    {"chat", "serve", "web", "rlhf", "memory"},
+    {"serve"},  # the reply engine: terminal chat goes through it too
+    {"chat", "web", "rlhf", "memory"},
     {"channels"},
     {"pipeline"},
     {"cli"},

@@ -27,7 +27,7 @@ COMMANDS = dict(sorted(_walk(get_command(app))))
 def test_the_issue_commands_exist() -> None:
     names = {" ".join(path) for path in COMMANDS}
     assert {"init", "ingest", "messages", "stats", "synth", "types", "dataset"} <= names
-    assert {"train", "train pretrain", "train sft", "eval", "chat", "run"} <= names
+    assert {"train", "train pretrain", "train sft", "eval", "chat", "run", "serve"} <= names
 
 
 @pytest.mark.parametrize("path", list(COMMANDS), ids=" ".join)
@@ -36,7 +36,7 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
     assert result.returncode == 0, result.stderr
     doc = COMMANDS[path].help
     assert doc and doc.split("\n")[0][:40] in " ".join(result.stdout.split())
-    if path[-1] in {"ingest", "messages", "stats", "dataset", "sft", "pretrain", "eval", "chat", "run"}:
+    if path[-1] in {"ingest", "messages", "stats", "dataset", "sft", "pretrain", "eval", "chat", "run", "serve"}:
         assert "--workspace" in result.stdout
 
 

@@ -286,3 +286,23 @@ def test_profanity_lexicon_respects_word_edges(text: str, rude: bool) -> None:
     from wechat_avatar.dataset.clean import PROFANITY_PATTERN
 
     assert bool(PROFANITY_PATTERN.search(text)) is rude
+
+
+def test_serving_prompts_are_the_samples_without_their_reply() -> None:
+    """dataset.prompt (chat and serve) asks exactly what each written sample taught, for every window."""
+    from wechat_avatar.dataset import formats
+    from wechat_avatar.dataset.prompt import prompt
+    from wechat_avatar.dataset.window import Candidate, Line, windows
+
+    pattern = [False, False, True, False, True, True, False, False, False, True, False, True, True, True, False, True]
+    lines = [Line(i, me, "我" if me else f"友{i % 3}", f"第{i}条\n消息", "text", i * 1000)
+             for i, me in enumerate(pattern)]  # fmt: skip
+    for window in (1, 3, 10):
+        found = list(windows(lines, window))
+        assert found
+        for turns, reply in found:
+            sample = formats.messages(formats.pairs(Candidate("c", "c", False, "k", turns, reply)), "系统")
+            before = lines[: reply[0].id]
+            assert prompt(before, "系统", window) == sample["messages"][:-1]
+    gap = prompt(lines[:2], "系统", 10, session_gap_ms=500)  # 1 s apart: two sessions, the last one only
+    assert gap == [{"role": "system", "content": "系统"}, {"role": "user", "content": "友1:第1条 消息"}]

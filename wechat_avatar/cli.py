@@ -33,7 +33,7 @@ from rich.table import Table
 from rich.text import Text
 
 from wechat_avatar import __version__
-from wechat_avatar.config import AvatarConfig, commented_yaml, load_config
+from wechat_avatar.config import API_KEY_ENV, AvatarConfig, commented_yaml, load_config
 from wechat_avatar.errors import AvatarError, UsageError
 from wechat_avatar.workspace import Workspace
 
@@ -493,6 +493,44 @@ def chat(
         for n, bubble in enumerate(session.say(line)):
             out.print(Text.assemble((f"{session.name}: " if n == 0 else " " * (len(session.name) + 2), "bold green"),
                                     bubble))  # fmt: skip
+
+
+@app.command()
+def serve(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    adapter: AdapterOpt = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default: serve.host, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default: serve.port, 8000).")] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar=API_KEY_ENV, help="Clients must send `Authorization: Bearer KEY`; required off loopback."),
+    ] = None,
+) -> None:
+    """Serve the avatar over HTTP: OpenAI-compatible /v1/chat/completions and /v1/models, and the
+    native /v1/avatar/reply, which keeps each friend's conversation in WORKSPACE/serve/.
+
+    Point chatgpt-on-wechat, AstrBot, LangBot, Open WebUI or the openai client at http://HOST:PORT/v1.
+    Listening beyond loopback needs an API key. Limits and <s> handling: the serve: section of avatar.yaml.
+    """
+    import uvicorn
+
+    from wechat_avatar.serve.app import Settings, build_app, check_settings
+    from wechat_avatar.serve.engine import Engine
+
+    cfg = _config(config)
+    cfg.serve = _overlay(cfg.serve, {"host": host, "port": port, "api_key": api_key or None})
+    check_settings(cfg.serve)
+    _quiet_ml()
+    ws = Workspace(workspace)
+    engine = Engine.open(ws, cfg, adapter)
+    try:
+        app_ = build_app(Settings.of(ws, cfg), engine)
+        err.print(Text(f"serving {engine.persona.name} ({engine.describe()}); OpenAI base URL: "
+                       f"http://{cfg.serve.host}:{cfg.serve.port}/v1"))  # fmt: skip
+        uvicorn.run(app_, host=cfg.serve.host, port=cfg.serve.port, log_level="info", access_log=False)
+    finally:
+        engine.close()
 
 
 def _prompt_lines(friend: str) -> Iterator[str]:

@@ -268,10 +268,18 @@ class SFTConfig(Section):
     )
     warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Share of steps spent warming up.")
     batch_size: int = Field(4, ge=1, description="Sequences (packed or not) per device per step.")
-    grad_accum: int = Field(4, ge=1, description="Steps accumulated per optimizer update (tokens/update = "
-                            "batch_size x grad_accum x max_length with packing).")
-    max_length: int = Field(1024, ge=32, le=131072, description="Longest sequence in tokens; longer samples are cut "
-                            "from the start so the reply is kept.")
+    grad_accum: int = Field(
+        4,
+        ge=1,
+        description="Steps accumulated per optimizer update (tokens/update = "
+        "batch_size x grad_accum x max_length with packing).",
+    )
+    max_length: int = Field(
+        1024,
+        ge=32,
+        le=131072,
+        description="Longest sequence in tokens; longer samples are cut from the start so the reply is kept.",
+    )
     packing: bool = Field(
         False,
         description="Pack several samples into one row of max_length (no padding; attention never crosses "
@@ -313,6 +321,69 @@ class ChatConfig(Section):
     seed: int = Field(0, description="Sampling seed; each turn samples with seed + its number.")
 
 
+API_KEY_ENV = "WECHAT_AVATAR_API_KEY"  # where `serve` reads its API key when --api-key is not given
+
+
+class ServeConfig(Section):
+    """The HTTP server (`wechat-avatar serve`, whose flags override these): OpenAI-compatible and native APIs."""
+
+    host: str = Field("127.0.0.1", description="Address to listen on. Anything but loopback needs an API key.")
+    port: int = Field(8000, ge=0, le=65535, description="Port to listen on (0 = any free port).")
+    api_key: str | None = Field(
+        None,
+        description=f"Clients must send `Authorization: Bearer KEY`. Better kept out of this file: --api-key or "
+        f"the {API_KEY_ENV} environment variable. Required when host is not loopback.",
+    )
+    model_name: str = Field("wechat-avatar", description="The model id /v1/models lists and replies carry.")
+    bubble_mode: Literal["newline", "keep", "segments"] = Field(
+        "newline",
+        description="How a reply's <s>-separated bubbles reach OpenAI clients: newline (joined by line breaks; "
+        "chatgpt-on-wechat, LangBot), keep (<s> left in: AstrBot splits on it), segments (newline-joined, plus a "
+        "`segments` list in the message for our own clients). The native API always returns a list.",
+    )
+    default_friend: str = Field("朋友", description="Who an OpenAI client speaks as when its request names no `user`.")
+    temperature: float = Field(
+        0.7, ge=0, le=2, description="Sampling temperature when a request sets none (0 = greedy)."
+    )
+    top_p: float = Field(0.9, gt=0, le=1, description="Nucleus sampling mass when a request sets none.")
+    max_new_tokens: int = Field(64, ge=1, le=4096, description="Longest reply, in tokens, when a request sets none.")
+    max_tokens_limit: int = Field(
+        512, ge=1, le=4096, description="The most tokens a request may ask for (max_tokens above it is a 422)."
+    )
+    max_body_bytes: int = Field(
+        1_000_000, ge=1024, le=100_000_000, description="Largest request body; bigger ones get a 413."
+    )
+    max_message_chars: int = Field(4000, ge=1, le=1_000_000, description="Longest single message text (else 422).")
+    max_messages: int = Field(
+        100, ge=1, le=10_000, description="Most messages in one request (OpenAI `messages`, native `messages`)."
+    )
+    history_messages: int = Field(
+        200,
+        ge=1,
+        le=100_000,
+        description="Messages kept per friend in the server's history (the prompt sees only "
+        "dataset.context_window of them; older ones are deleted).",
+    )
+    requests_per_minute: int = Field(
+        120, ge=0, le=1_000_000, description="Requests per API key (or client address) per minute (0 = no limit)."
+    )
+    max_concurrent: int = Field(
+        32, ge=1, le=10_000, description="Requests in flight at once; more get a 429 with Retry-After."
+    )
+    max_batch: int = Field(8, ge=1, le=256, description="Replies generated together in one batch of forward passes.")
+    batch_wait_ms: float = Field(
+        5.0, ge=0, le=1000, description="How long the first request of a batch waits for others to join it."
+    )
+    max_prompt_tokens: int = Field(
+        1024, ge=16, le=131072, description="Prompts longer than this lose their oldest tokens."
+    )
+    seed: int = Field(
+        0,
+        description="Requests that send no seed sample with seed + the batch's number: replies vary, and a "
+        "server run replays exactly.",
+    )
+
+
 PRESETS_DIR = Path(__file__).parent / "presets"
 DEFAULT_PRESET = "tiny-cpu"
 
@@ -339,6 +410,7 @@ class AvatarConfig(Section):
     sft: SFTConfig = Field(default_factory=SFTConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     chat: ChatConfig = Field(default_factory=ChatConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

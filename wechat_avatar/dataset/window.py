@@ -83,15 +83,23 @@ def windows(session: list[Line], window: int) -> Iterator[tuple[list[list[Line]]
     for k, reply in enumerate(turns):
         if not reply[0].is_self:
             continue
-        context: list[list[Line]] = []
-        budget = window
-        for turn in reversed(turns[:k]):
-            if budget <= 0:
-                break
-            context.append(turn if len(turn) <= budget else turn[-budget:])
-            budget -= len(turn)
-        context.reverse()
-        while context and context[0][0].is_self:
-            context.pop(0)
-        if context:
-            yield context, reply
+        if seen := context(turns[:k], window):
+            yield seen, reply
+
+
+def context(turns: list[list[Line]], window: int) -> list[list[Line]]:
+    """The last `window` messages of `turns` (a turn may be cut), starting with a user turn.
+
+    What a reply gets to see: the dataset cuts each sample's context with it, and serving
+    cuts the conversation so far the same way (dataset/prompt.py)."""
+    seen: list[list[Line]] = []
+    budget = window
+    for turn in reversed(turns):
+        if budget <= 0:
+            break
+        seen.append(turn if len(turn) <= budget else turn[-budget:])
+        budget -= len(turn)
+    seen.reverse()
+    while seen and seen[0][0].is_self:
+        seen.pop(0)
+    return seen

@@ -1,0 +1,1 @@
+"""`wechat-avatar serve`: the avatar over HTTP (OpenAI-compatible and native APIs)."""
