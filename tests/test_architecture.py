@@ -26,11 +26,12 @@ LAYERS: list[set[str]] = [
     {"sources", "store"},
     {"ingest", "inspect", "synth"},
     {"dataset"},
+    {"memory"},  # your own past exchanges, pseudonymised as the dataset is; eval, chat and serve read it
     {"generate", "models"},
     {"train"},
     {"eval"},
     {"serve"},  # the reply engine: terminal chat goes through it too
-    {"chat", "web", "rlhf", "memory"},
+    {"chat", "web", "rlhf"},
     {"channels"},
     {"pipeline"},
     {"cli"},
