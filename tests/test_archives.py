@@ -168,6 +168,19 @@ def test_damaged_archives(formats: dict[str, Any], tmp_path: Path) -> None:
               f"{name} is a damaged or truncated archive", "copy it again")  # fmt: skip
 
 
+def test_a_compression_method_zipfile_lacks(tmp_path: Path) -> None:
+    """Deflate64 (method 9, what Windows Explorer writes for big files): named, with what to do."""
+    stored = zipfile.ZipInfo("chat.csv")
+    stored.compress_type = zipfile.ZIP_STORED
+    data = bytearray(zip_with(tmp_path / "plain.zip", (stored, b"a,b\n")).read_bytes())
+    for header, at in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):  # the method in the local and central headers
+        start = data.index(header)
+        data[start + at : start + at + 2] = (9).to_bytes(2, "little")
+    (tmp_path / "deflate64.zip").write_bytes(bytes(data))
+    fails(run_cli("ingest", tmp_path / "deflate64.zip", "--workspace", tmp_path / "ws"), 2,
+          "deflate64.zip uses a compression this reader lacks", archive.UNPACK_YOURSELF)  # fmt: skip
+
+
 def scan_error(path: Path) -> str:
     with archive.unpacking() as unpacker, pytest.raises(SourceFormatError) as err:
         scan([path], unpacker)
