@@ -28,7 +28,7 @@ from conftest import run_cli
 
 from wechat_avatar.config import AvatarConfig, ServeConfig, load_config
 from wechat_avatar.generate import Generated, RowSampling, generate_batch
-from wechat_avatar.serve.app import Settings, build_app
+from wechat_avatar.serve.app import Load, Settings, build_app
 from wechat_avatar.serve.engine import Engine, Sampling
 from wechat_avatar.serve.friends import Friends
 from wechat_avatar.workspace import Workspace
@@ -476,3 +476,16 @@ def test_terminal_chat_goes_through_the_engine(engine: Engine) -> None:
     assert said == alone.bubbles and engine.batches == before + 2
     assert [(line.is_self, line.name, line.text) for line in session.lines] == [
         (False, "胡三行", "在吗"), *((True, persona.name, b) for b in said)]  # fmt: skip
+
+
+def test_the_rate_limiter_forgets_callers_silent_for_a_minute() -> None:
+    load = Load()
+    load.calls["gone"].extend([0.0, 10.0])
+    load.calls["recent"].append(95.0)
+    load.sweep(100.0)
+    assert set(load.calls) == {"recent"}
+    load.calls["gone"].append(101.0)
+    load.sweep(150.0)  # within a minute of the last sweep: nothing is walked
+    assert set(load.calls) == {"recent", "gone"}
+    load.sweep(160.0)
+    assert set(load.calls) == {"gone"}

@@ -92,6 +92,16 @@ class Load:
 
     in_flight: int = 0
     calls: dict[str, deque[float]] = field(default_factory=lambda: defaultdict(deque))
+    swept: float = 0.0  # when callers silent for a minute were last forgotten
+
+    def sweep(self, now: float) -> None:
+        """Forget callers with no call in the last minute, at most once a minute: a server that met many
+        addresses does not keep one queue per address forever."""
+        if now - self.swept < 60:
+            return
+        self.swept = now
+        for who in [who for who, calls in self.calls.items() if not calls or now - calls[-1] >= 60]:
+            del self.calls[who]
 
 
 class Gate:
@@ -147,7 +157,9 @@ class Gate:
         limit = self.cfg.requests_per_minute
         if not limit:
             return
-        now, calls = time.monotonic(), self.load.calls[who]
+        now = time.monotonic()
+        self.load.sweep(now)
+        calls = self.load.calls[who]
         while calls and now - calls[0] >= 60:
             calls.popleft()
         if len(calls) >= limit:
