@@ -5,7 +5,7 @@ CLI    := $(VENV)/bin/wechat-avatar
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test lint demo serve bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -33,6 +33,14 @@ demo: setup
 	$(CLI) stats --workspace $(DEMO)/workspace
 	# a sample chat: you are 胡三行, talking to the avatar
 	$(CLI) chat --workspace $(DEMO)/workspace --as 胡三行 -m "在吗" -m "晚上吃啥" -m "周末去爬山不"
+	# serve it for a moment on a free loopback port: one OpenAI request, one native request, then stop
+	$(PY) scripts/serve_demo.py --workspace $(DEMO)/workspace --config configs/demo.yaml --cli $(CLI)
+
+# the demo's avatar for friends: the API on :8000 and the chat page on :8501 (Ctrl-C stops both)
+serve: setup
+	$(CLI) serve --workspace $(DEMO)/workspace --config configs/demo.yaml --port 8000 & api=$$!; \
+	trap 'kill $$api' EXIT INT TERM; \
+	$(CLI) web --api http://127.0.0.1:8000 --port 8501
 
 bench: setup
 	$(PY) benchmarks/ingest.py
