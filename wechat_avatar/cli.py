@@ -548,6 +548,7 @@ def serve(
 
     Point chatgpt-on-wechat, AstrBot, LangBot, Open WebUI or the openai client at http://HOST:PORT/v1.
     Listening beyond loopback needs an API key. Limits and <s> handling: the serve: section of avatar.yaml.
+    Answers with base + adapter, or with an export folder (--model DIR, from `wechat-avatar export`).
     """
     import uvicorn
 
