@@ -8,11 +8,12 @@ adapter as LoRA module `sft`, float32) and one `wechat-avatar serve --backend vl
 (no rate limit). Each client sends --replies requests one after another, greedy, --tokens tokens:
   direct:  POST vLLM /v1/completions with the body our backend would send (the same prompt ids,
            stops and sampling: VLLMEngine.request), so only our server is missing;
-  openai:  POST our /v1/chat/completions (no history kept): the same conversation as direct, so
-           greedy replies are the same tokens;
-  native:  POST our /v1/avatar/reply (each client its own friend, whose history is read and
-           written, so its prompt grows up to the 10-message window: more prompt per reply). Prints replies/s and
-generated tokens/s (vLLM's usage) for 1 and 8 concurrent clients, ours/direct (our overhead) and
+  openai:  POST our /v1/chat/completions (no history kept);
+  native:  POST our /v1/avatar/reply as 胡三行: the history is read and written every time, but the
+           front runs with dataset.context_window 1, so the prompt stays the one message.
+The same conversation on every side (the first of TEXTS whose greedy reply runs the full --tokens),
+so greedy replies are the same tokens. Prints replies/s and generated tokens/s (vLLM's usage) for
+1 and 8 concurrent clients, ours/direct (our overhead) and
 8 clients/1 (what vLLM's batching gives). The workspace must hold a trained adapter on a base whose
 attention head size vLLM's CPU kernels take (32, 64, …: the tiny-cpu preset's is 64); `make demo`
 makes one.
@@ -46,7 +47,10 @@ from wechat_avatar.serve.friends import Friends
 from wechat_avatar.serve.vllm import VLLMEngine, start_command
 from wechat_avatar.workspace import Workspace
 
-FRIEND, TEXT = "胡三行", "周末去爬山不"
+FRIEND = "胡三行"
+# the benchmark's message: the first of these whose greedy reply runs the full --tokens (a reply that stops
+# after 3 tokens measures requests, not generation)
+TEXTS = ["周末去爬山不", "在吗", "晚上吃啥", "明天几点出发", "哈哈哈哈", "你到哪了", "今天好累", "那个电影好看吗"]
 
 
 def free_port() -> int:
@@ -126,7 +130,10 @@ def main() -> None:
     cfg.serve = cfg.serve.model_copy(update=serve)
     command = shlex.split(start_command(resolve(ws, cfg.model), adapter, cfg.serve, cfg.model.dtype))
     front = work / "avatar.yaml"
-    front.write_text(yaml.safe_dump({**yaml.safe_load(a.config.read_text()), "serve": serve}, allow_unicode=True))
+    window = {"context_window": 1}  # the native side's prompt: the newest message only, as direct's
+    cfg.dataset = cfg.dataset.model_copy(update=window)
+    front.write_text(yaml.safe_dump({**yaml.safe_load(a.config.read_text()), "serve": serve, "dataset": window},
+                                    allow_unicode=True))  # fmt: skip
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
     print(f"vLLM: {' '.join(command)}")
     with started([str(a.vllm_python), *command[1:]], f"{vllm}/health", work / "vllm.log", env):
@@ -135,22 +142,25 @@ def main() -> None:
         with started(ours_args, f"{ours}/healthz", work / "serve.log"):
             engine = VLLMEngine.open(ws, cfg, adapter)
             persona, name = Persona.of(ws, cfg), Friends.of(ws).resolve(FRIEND)[1]  # as our API names them
-            direct_body = engine.request(persona.prompt([persona.line(False, name, TEXT)]),
-                                         Sampling(a.tokens, 0.0, 1.0, 0), stream=False)  # fmt: skip
+            bodies = [engine.request(persona.prompt([persona.line(False, name, text)]),
+                                     Sampling(a.tokens, 0.0, 1.0, 0), stream=False) for text in TEXTS]  # fmt: skip
             engine.close()
-            chat = {"messages": [{"role": "user", "content": TEXT}], "user": FRIEND, "max_tokens": a.tokens,
+            long = [post(vllm, "/v1/completions", body)["usage"]["completion_tokens"] for body in bodies]
+            pick = next((i for i, n in enumerate(long) if n >= a.tokens), long.index(max(long)))
+            direct_body, text = bodies[pick], TEXTS[pick]
+            chat = {"messages": [{"role": "user", "content": text}], "user": FRIEND, "max_tokens": a.tokens,
                     "temperature": 0.0, "seed": 0}  # fmt: skip
-            native = {"message": TEXT, "max_tokens": a.tokens, "temperature": 0.0, "seed": 0}
+            native = {"friend": FRIEND, "message": text, "max_tokens": a.tokens, "temperature": 0.0, "seed": 0}
             sides: dict[str, Callable[[int], int]] = {
                 "direct": lambda i: post(vllm, "/v1/completions", direct_body)["usage"]["completion_tokens"],
                 "openai": lambda i: post(ours, "/v1/chat/completions", chat)["usage"]["completion_tokens"],
-                "native": lambda i: post(ours, "/v1/avatar/reply", {"friend": f"bench{i}", **native})["usage"][
-                    "completion_tokens"],
+                "native": lambda i: post(ours, "/v1/avatar/reply", native)["usage"]["completion_tokens"],
             }  # fmt: skip
             for ask in sides.values():  # warm-up: first requests compile and allocate
                 measure(2, 2, ask)
             figures = {(side, n): measure(n, a.replies, ask) for n in a.clients for side, ask in sides.items()}
-    print(f"greedy, {a.tokens} tokens a reply at most, {a.replies} replies per client; base {cfg.model.base}")
+    print(f"greedy, {a.tokens} tokens a reply at most ({text!r}: {long[pick]}), {a.replies} replies per client, "
+          f"base {cfg.model.base}")  # fmt: skip
     print(f"{'clients':>7} {'side':<7} {'replies/s':>10} {'tokens/s':>10} {'vs direct':>10}")
     for (side, n), (rps, tps) in figures.items():
         print(f"{n:>7} {side:<7} {rps:>10.2f} {tps:>10.1f} {tps / figures['direct', n][1]:>9.2f}x")

@@ -256,8 +256,8 @@ def test_sampling_and_stops_are_translated(workspace: Workspace, cfg: AvatarConf
     stops = stop_ids(engine.tokenizer)
     assert engine.tokenizer.convert_tokens_to_ids("<|im_end|>") in stops
     assert {k: v for k, v in first.items() if k != "prompt"} == {
-        "model": "sft", "max_tokens": 7, "temperature": 0.5, "top_p": 0.8, "seed": 11, "stop_token_ids": stops,
-        "skip_special_tokens": True, "stream": False}  # fmt: skip
+        "model": "sft", "max_tokens": 7, "temperature": 0.5, "top_p": 0.8, "top_k": 0, "min_p": 0.0, "seed": 11,
+        "stop_token_ids": stops, "skip_special_tokens": True, "stream": False}  # fmt: skip
     assert [body["seed"] for body in stub.completions()[1:3]] == [100, 101]  # the engine's seed + the request's number
     assert seeded.bubbles == ["嗯"] and seeded.finish_reason == "length"  # vLLM's usage, not ours
     assert (seeded.prompt_tokens, seeded.completion_tokens) == (len(first["prompt"]), 5)

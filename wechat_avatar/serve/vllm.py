@@ -193,10 +193,12 @@ class VLLMEngine:
         """The /v1/completions body for one reply (vLLM's own fields: stop_token_ids, skip_special_tokens)."""
         with self._lock:
             ids = prompt_ids(self.tokenizer, conversation, self.max_prompt_tokens)
+        # top_k and min_p off: vLLM would take them from the base's generation_config.json (Qwen2.5-Instruct's
+        # top_k 20), the local engine samples without them (it shares repetition_penalty from there)
         body: dict[str, Any] = {
             "model": self.model, "prompt": ids, "max_tokens": sampling.max_new_tokens,
-            "temperature": sampling.temperature, "top_p": sampling.top_p, "seed": sampling.seed,
-            "stop_token_ids": self.stops, "skip_special_tokens": True, "stream": stream,
+            "temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": 0, "min_p": 0.0,
+            "seed": sampling.seed, "stop_token_ids": self.stops, "skip_special_tokens": True, "stream": stream,
         }  # fmt: skip
         if stream:
             body["stream_options"] = {"include_usage": True}
