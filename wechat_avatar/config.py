@@ -322,6 +322,7 @@ class ChatConfig(Section):
 
 
 API_KEY_ENV = "WECHAT_AVATAR_API_KEY"  # where `serve` reads its API key when --api-key is not given
+VLLM_API_KEY_ENV = "VLLM_API_KEY"  # the key vLLM itself reads for --api-key: one variable starts both ends
 
 
 class ServeConfig(Section):
@@ -381,6 +382,21 @@ class ServeConfig(Section):
         0,
         description="Requests that send no seed sample with seed + the batch's number: replies vary, and a "
         "server run replays exactly.",
+    )
+    backend: Literal["transformers", "vllm"] = Field(
+        "transformers",
+        description="Who generates the replies: transformers (the model loaded in this process) or vllm (a vLLM "
+        "OpenAI server at vllm_url serving the base with the adapter; our API, history and limits stay in front).",
+    )
+    vllm_url: str | None = Field(
+        None, description="The vLLM server's base URL (backend: vllm), e.g. http://127.0.0.1:8001."
+    )
+    vllm_model: str = Field(
+        "sft",
+        description="The model name vLLM serves the adapter under (the NAME of its --lora-modules NAME=DIR).",
+    )
+    vllm_timeout_s: float = Field(
+        120.0, gt=0, le=3600, description="How long one reply may take at vLLM before our API answers 503."
     )
 
 

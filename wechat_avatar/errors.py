@@ -55,3 +55,16 @@ class TrainingError(AvatarError):
     """Training cannot start or stopped: no data, out of memory, a checkpoint that does not resume."""
 
     exit_code = 2
+
+
+class BackendError(AvatarError):
+    """A model server we generate through (vLLM) is unreachable, refuses us, or failed a request.
+
+    `status` is what our own API answers a client with: 503 when the server cannot be reached, 502
+    when it answered with an error."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str = "", status: int = 502) -> None:
+        super().__init__(message, hint)
+        self.status = status

@@ -22,6 +22,20 @@ def stop_ids(tokenizer: Any) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
+def prompt_text(tokenizer: Any, conversation: list[dict[str, str]]) -> str:
+    """The conversation through the tokenizer's chat template, up to where the reply begins."""
+    return tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+
+
+def prompt_ids(tokenizer: Any, conversation: list[dict[str, str]], max_prompt_tokens: int) -> list[int]:
+    """The token ids `generate_batch` feeds the model for one conversation (a row without its padding):
+    no special tokens added beyond the template's, the oldest tokens dropped past max_prompt_tokens."""
+    tokenizer.truncation_side = "left"
+    encoded = tokenizer(prompt_text(tokenizer, conversation), add_special_tokens=False, truncation=True,
+                        max_length=max_prompt_tokens)  # fmt: skip
+    return list(encoded["input_ids"])
+
+
 class Generated(NamedTuple):
     """One reply with what it cost: usage for the OpenAI API, and why it ended."""
 
@@ -81,7 +95,7 @@ def generate_batch(
 
     tokenizer.padding_side = "left"  # decoder-only: new tokens must follow the prompt directly
     tokenizer.truncation_side = "left"
-    prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+    prompts = [prompt_text(tokenizer, c) for c in conversations]
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {
         "do_sample": False}  # fmt: skip
     if seed is not None:

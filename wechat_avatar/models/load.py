@@ -13,6 +13,8 @@ its int8 form, recognised by the export.json beside the weights.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -93,11 +95,35 @@ def _load_kwargs(cfg: ModelConfig) -> dict[str, Any]:
 
 def load_base(source: str, cfg: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer; a missing model is one clear error, not a hub traceback."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
+    tokenizer = load_tokenizer(source, cfg)
+    with _clear_errors(source):
         model = AutoModelForCausalLM.from_pretrained(source, **_load_kwargs(cfg))
+    return model, tokenizer
+
+
+def load_tokenizer(source: str, cfg: ModelConfig) -> PreTrainedTokenizerBase:
+    """The base's tokenizer, set up as replies are generated with it (a pad token, a chat template):
+    all a backend that generates elsewhere (vLLM) needs of the model here."""
+    from transformers import AutoTokenizer
+
+    with _clear_errors(source):
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
+    if tokenizer.pad_token is None:  # Llama-style tokenizers have none; batching needs one
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.chat_template is None:
+        from wechat_avatar.models.qwen_tokenizer import CHATML
+
+        tokenizer.chat_template = CHATML  # a base (non-chat) model: ChatML is as good as any
+    return tokenizer
+
+
+@contextmanager
+def _clear_errors(source: str) -> Iterator[None]:
+    """transformers' loading errors as one ModelError saying what to do."""
+    try:
+        yield
     except OSError as err:
         if Path(source).exists():
             raise ModelError(f"cannot load the model in {source}: {str(err).splitlines()[0]}") from err
@@ -111,13 +137,6 @@ def load_base(source: str, cfg: ModelConfig) -> tuple[PreTrainedModel, PreTraine
             raise ModelError(f"{source} ships its own Python code", hint="set model.trust_remote_code: true "
                              "if you trust it") from err  # fmt: skip
         raise
-    if tokenizer.pad_token is None:  # Llama-style tokenizers have none; batching needs one
-        tokenizer.pad_token = tokenizer.eos_token
-    if tokenizer.chat_template is None:
-        from wechat_avatar.models.qwen_tokenizer import CHATML
-
-        tokenizer.chat_template = CHATML  # a base (non-chat) model: ChatML is as good as any
-    return model, tokenizer
 
 
 def adapter_record(adapter: Path) -> dict[str, Any]:

@@ -34,10 +34,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from wechat_avatar.config import API_KEY_ENV, AvatarConfig, ServeConfig
 from wechat_avatar.dataset.window import Line
-from wechat_avatar.errors import UsageError
+from wechat_avatar.errors import BackendError, UsageError
 from wechat_avatar.generate import BUBBLE
 from wechat_avatar.serve import protocol as p
-from wechat_avatar.serve.engine import Engine, Reply, Sampling
+from wechat_avatar.serve.engine import Backend, Reply, Sampling
 from wechat_avatar.serve.friends import Friends
 from wechat_avatar.serve.history import History
 from wechat_avatar.workspace import Workspace
@@ -187,7 +187,7 @@ class Gate:
                 return b"".join(chunks)
 
 
-def build_app(settings: Settings, engine: Engine) -> FastAPI:
+def build_app(settings: Settings, engine: Backend) -> FastAPI:
     cfg = settings.serve
     history = History(settings.state, cfg.history_messages)
     locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)  # one friend's turns run one after another
@@ -219,10 +219,15 @@ def build_app(settings: Settings, engine: Engine) -> FastAPI:
     async def generate(conversation: list[dict[str, str]], how: Sampling) -> Reply:
         return await asyncio.wrap_future(engine.submit(conversation, how))
 
-    @app.get("/healthz")
-    async def healthz() -> p.Health:
-        return p.Health(model_loaded=True, model=engine.describe(), backend=engine.backend,
-                        queue_depth=engine.queue_depth, in_flight=load.in_flight, batches=engine.batches)  # fmt: skip
+    @app.get("/healthz", response_model=None)
+    async def healthz() -> p.Health | JSONResponse:
+        problem = await asyncio.to_thread(engine.health)  # a remote backend (vLLM) is asked over HTTP
+        health = p.Health(status="unavailable" if problem else "ok", model_loaded=problem is None,
+                          model=engine.describe(), backend=engine.backend, queue_depth=engine.queue_depth,
+                          in_flight=load.in_flight, batches=engine.batches, error=problem)  # fmt: skip
+        if problem:
+            return JSONResponse(health.model_dump(), status_code=503)
+        return health
 
     @app.get("/v1/models")
     async def models() -> p.ModelList:
@@ -333,7 +338,7 @@ def build_app(settings: Settings, engine: Engine) -> FastAPI:
 STARTED = p.now()
 
 
-def openai_lines(messages: list[p.ChatMessage], friend: str, engine: Engine) -> list[Line]:
+def openai_lines(messages: list[p.ChatMessage], friend: str, engine: Backend) -> list[Line]:
     """A client's conversation as dataset lines: user turns are the friend's, assistant turns the
     avatar's bubbles (split on <s> and line breaks, as this server joins them). System prompts and
     tool turns are left out: the persona's own system prompt is what the model learned with."""
@@ -381,6 +386,13 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def api_error(_: Request, error: APIError) -> JSONResponse:
         return error.response()
+
+    @app.exception_handler(BackendError)
+    async def backend_error(_: Request, error: BackendError) -> JSONResponse:
+        """vLLM down (503, retry later) or failing a request (502): the client learns which, as JSON."""
+        down = error.status == 503
+        return APIError(error.status, str(error), "server_error", "backend_unreachable" if down else "backend_error",
+                        headers={"Retry-After": "5"} if down else None).response()  # fmt: skip
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:

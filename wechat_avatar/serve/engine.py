@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from wechat_avatar.config import AvatarConfig
 from wechat_avatar.dataset.prompt import prompt
@@ -77,6 +77,28 @@ class Reply(NamedTuple):
         return BUBBLE.join(self.bubbles)
 
 
+class Backend(Protocol):
+    """What the app and chat use of a reply engine: this module's `Engine`, or `serve.vllm.VLLMEngine`."""
+
+    persona: Persona
+    backend: str
+    batches: int
+
+    @property
+    def queue_depth(self) -> int: ...
+
+    def describe(self) -> str: ...
+
+    def health(self) -> str | None: ...
+
+    def submit(self, conversation: Conversation, sampling: Sampling,
+               on_text: Callable[[str], None] | None = None) -> Future[Reply]: ...  # fmt: skip
+
+    def reply(self, conversation: Conversation, sampling: Sampling) -> Reply: ...
+
+    def close(self) -> None: ...
+
+
 class _Job(NamedTuple):
     conversation: Conversation
     sampling: Sampling  # its seed resolved
@@ -116,6 +138,10 @@ class Engine:
     @property
     def queue_depth(self) -> int:
         return self.jobs.qsize()
+
+    def health(self) -> str | None:
+        """What keeps replies from being generated (None: nothing). The model is in this process."""
+        return None
 
     def submit(self, conversation: Conversation, sampling: Sampling,
                on_text: Callable[[str], None] | None = None) -> Future[Reply]:  # fmt: skip

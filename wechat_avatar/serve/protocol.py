@@ -183,13 +183,14 @@ class Cleared(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok"] = "ok"
+    status: Literal["ok", "unavailable"] = "ok"  # unavailable: a 503, the backend cannot generate (see error)
     model_loaded: bool
     model: str
     backend: str
     queue_depth: int
     in_flight: int
     batches: int
+    error: str | None = None
 
 
 # --- errors ----------------------------------------------------------------------------------------------------
