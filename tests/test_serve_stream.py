@@ -8,6 +8,7 @@ import json
 import shutil
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,7 @@ def test_a_streamed_turn_is_kept_when_the_client_leaves_mid_reply(workspace: Wor
             for _ in range(300):  # the turn finishes on its own; no client waits for it
                 if kept := history(url, "a"):
                     break
-                threading.Event().wait(0.05)
+                time.sleep(0.05)
     finally:
         release.set()
         held.close()

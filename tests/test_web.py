@@ -135,6 +135,9 @@ def test_pick_send_see_the_reply_then_reload_and_it_is_still_there(page: Any, we
     kept = json.loads(call(api, "GET", f"/v1/avatar/friends/{name}/history")[2])["messages"]
     assert [m["text"] for m in kept] == ["周末去爬山不", *shown[0]]  # the page shows what the server kept
     assert re.fullmatch(r"\d\d:\d\d", page.inner_text(".turn.friend .time"))
+    # laid out as a chat: each turn across the page (not squeezed to its avatar's width), a round 40 px avatar
+    turns = page.eval_on_selector_all(".turn", "els => els.map(e => e.getBoundingClientRect().width)")
+    assert min(turns) > 600 and page.eval_on_selector(".turn.avatar .face", "f => f.offsetWidth") == 40
     page.screenshot(path=str(tmp_path / "chat.png"))  # looked at by hand: Chinese renders, bubbles and avatars
     page.reload()
     page.wait_for_selector(".turn.avatar .bubble")

@@ -7,7 +7,7 @@ Why a small FastAPI app serving one static page, and not Streamlit as the seed h
   never sees the key, and no CORS is needed. (Streamlit would proxy too, but only from inside its
   rerun loop.)
 - Replies stream bubble by bubble: the page reads the serve API's server-sent events with
-  fetch + ReadableStream and redraws only the bubbles that grew. Streamlit's model reruns the
+  fetch + ReadableStream and redraws the reply's bubbles as they grow. Streamlit's model reruns the
   whole script on every input and has no way to push partial replies from an outside stream
   without threads and polling.
 - Nothing to build and nothing from a CDN: plain HTML, CSS and JS shipped as package data work on
