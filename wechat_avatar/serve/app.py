@@ -4,6 +4,8 @@
     GET  /v1/models                            the one model, for clients that list them
     POST /v1/chat/completions                  OpenAI chat completions, plain or streamed (SSE)
     POST /v1/avatar/reply                      native: {"friend", "message" | "messages"} -> {"bubbles", …}
+                                               (with "stream": true, SSE: the bubbles so far, then the reply)
+    GET  /v1/avatar/friends                    who the page offers: the busiest contacts, friends with history
     GET  /v1/avatar/friends/{friend}/history   what the server remembers of that friend
     DELETE …/history                           forget it
 
@@ -35,7 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from wechat_avatar.config import API_KEY_ENV, AvatarConfig, ServeConfig
 from wechat_avatar.dataset.window import Line
 from wechat_avatar.errors import BackendError, UsageError
-from wechat_avatar.generate import BUBBLE
+from wechat_avatar.generate import BUBBLE, bubbles
 from wechat_avatar.serve import protocol as p
 from wechat_avatar.serve.engine import Backend, Reply, Sampling
 from wechat_avatar.serve.friends import Friends
@@ -55,7 +57,7 @@ class Settings:
 
     @classmethod
     def of(cls, workspace: Workspace, cfg: AvatarConfig) -> Settings:
-        return cls(cfg.serve, workspace.serve_state, Friends.of(workspace))
+        return cls(cfg.serve, workspace.serve_state, Friends.of(workspace, cfg.dataset.pii_cues))
 
 
 def check_settings(cfg: ServeConfig) -> None:
@@ -216,8 +218,9 @@ def build_app(settings: Settings, engine: Backend) -> FastAPI:
             raise APIError(422, f"a message of {longest} characters; at most {cfg.max_message_chars}", param=param,
                            code="message_too_long")  # fmt: skip
 
-    async def generate(conversation: list[dict[str, str]], how: Sampling) -> Reply:
-        return await asyncio.wrap_future(engine.submit(conversation, how))
+    async def generate(conversation: list[dict[str, str]], how: Sampling,
+                       heard: Callable[[str], None] | None = None) -> Reply:  # fmt: skip
+        return await asyncio.wrap_future(engine.submit(conversation, how, heard))
 
     @app.get("/healthz", response_model=None)
     async def healthz() -> p.Health | JSONResponse:
@@ -305,18 +308,69 @@ def build_app(settings: Settings, engine: Backend) -> FastAPI:
             yield chunk([], usage)
         yield "data: [DONE]\n\n"
 
-    @app.post("/v1/avatar/reply")
-    async def avatar_reply(body: p.ReplyRequest) -> p.ReplyResponse:
+    @app.post("/v1/avatar/reply", response_model=None)
+    async def avatar_reply(body: p.ReplyRequest) -> p.ReplyResponse | StreamingResponse:
         check_texts(body.said, "messages" if body.messages is not None else "message")
         how = sampling(body.max_tokens, body.temperature, body.top_p, body.seed)
         key, name = settings.friends.resolve(body.friend)
-        persona = engine.persona
-        async with locks[key]:
-            said = [persona.line(False, name, text) for text in body.said]
-            reply = await generate(persona.prompt([*history.lines(key), *said]), how)
-            history.add(key, [*said, *(persona.line(True, persona.name, b) for b in reply.bubbles)])
+        if body.stream:
+            return StreamingResponse(reply_events(key, name, body.said, how), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
+        reply = await converse(key, name, body.said, how)
         return p.ReplyResponse(friend=key, name=name, bubbles=reply.bubbles, usage=usage_of(reply),
                                finish_reason=reply.finish_reason)  # fmt: skip
+
+    async def converse(key: str, name: str, texts: list[str], how: Sampling,
+                       heard: Callable[[str], None] | None = None) -> Reply:  # fmt: skip
+        """One turn of a friend's conversation: the prompt from the kept history, the reply, both saved."""
+        persona = engine.persona
+        async with locks[key]:
+            said = [persona.line(False, name, text) for text in texts]
+            reply = await generate(persona.prompt([*history.lines(key), *said]), how, heard)
+            history.add(key, [*said, *(persona.line(True, persona.name, b) for b in reply.bubbles)])
+        return reply
+
+    turns: set[asyncio.Future[Reply]] = set()  # streamed turns still generating (held so none is collected)
+
+    async def reply_events(key: str, name: str, texts: list[str], how: Sampling) -> AsyncIterator[str]:
+        """The bubbles so far as the batch decodes, the whole reply with usage, [DONE]; an error as an error
+        event then [DONE]. The turn runs as a task of its own: a friend who leaves mid-reply (a reload)
+        still finds it in the history, saved as a plain request saves it."""
+        loop, heard = asyncio.get_running_loop(), asyncio.Queue[str]()
+
+        def hear(text: str) -> None:  # on the engine's thread
+            loop.call_soon_threadsafe(heard.put_nowait, text)
+
+        def finished(t: asyncio.Future[Reply]) -> None:
+            turns.discard(t)
+            if not t.cancelled():
+                t.exception()  # retrieved: a failure after the client left is no "never retrieved" warning
+
+        turn = asyncio.ensure_future(converse(key, name, texts, how, hear))
+        turns.add(turn)
+        turn.add_done_callback(finished)
+        sent: list[str] = []
+        async for raw in newest(heard, turn):
+            if (now := bubbles(shown(raw, BUBBLE))) and now != sent:
+                sent = now
+                yield f"data: {p.ReplySoFar(bubbles=now).model_dump_json()}\n\n"
+        try:
+            reply = turn.result()
+        except Exception as error:  # headers are sent: the error travels as an event
+            body = p.error_json(f"generation failed: {type(error).__name__}: {error}", "server_error",
+                                "generation_failed")  # fmt: skip
+            yield f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+            yield "data: [DONE]\n\n"
+            return
+        done = p.ReplyResponse(friend=key, name=name, bubbles=reply.bubbles, usage=usage_of(reply),
+                               finish_reason=reply.finish_reason)  # fmt: skip
+        yield f"data: {done.model_dump_json()}\n\n"
+        yield "data: [DONE]\n\n"
+
+    @app.get("/v1/avatar/friends")
+    async def list_friends() -> p.FriendList:
+        listed = settings.friends.listed(history.friends())
+        return p.FriendList(avatar=engine.persona.name, friends=[p.Friend(**f._asdict()) for f in listed])
 
     @app.get("/v1/avatar/friends/{friend}/history")
     async def read_history(friend: str) -> p.HistoryResponse:
@@ -350,6 +404,21 @@ def openai_lines(messages: list[p.ChatMessage], friend: str, engine: Backend) ->
             parts = [b.strip() for b in m.text.replace(BUBBLE, "\n").splitlines() if b.strip()]
             lines += [persona.line(True, persona.name, b) for b in parts]
     return lines
+
+
+async def newest(texts: asyncio.Queue[str], done: asyncio.Future[Any]) -> AsyncIterator[str]:
+    """The newest text put on `texts` each time some arrives (older ones are skipped), until `done` is."""
+    while not done.done():
+        step = asyncio.ensure_future(texts.get())
+        try:
+            await asyncio.wait({step, done}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            step.cancel()
+        if step.done() and not step.cancelled():
+            raw = step.result()
+            while not texts.empty():
+                raw = texts.get_nowait()
+            yield raw
 
 
 def shown(raw: str, join: str) -> str:

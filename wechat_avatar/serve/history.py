@@ -76,5 +76,11 @@ class History:
         )
         self.conn.execute("COMMIT")
 
+    def friends(self) -> list[tuple[str, int]]:
+        """(friend, messages kept) of every friend with history, the most recently heard first."""
+        return self.conn.execute(
+            "SELECT friend, count(*) FROM messages GROUP BY friend ORDER BY max(id) DESC"
+        ).fetchall()
+
     def clear(self, friend: str) -> int:
         return self.conn.execute("DELETE FROM messages WHERE friend = ?", (friend,)).rowcount

@@ -144,6 +144,8 @@ class ReplyRequest(Request):
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
     seed: int | None = None
+    stream: bool = Field(False, description="Server-sent events: the bubbles so far as they decode, then the "
+                         "whole reply with usage, then `data: [DONE]`.")  # fmt: skip
 
     @model_validator(mode="after")
     def _one_of(self) -> ReplyRequest:
@@ -162,6 +164,24 @@ class ReplyResponse(BaseModel):
     bubbles: list[str]
     usage: Usage
     finish_reason: str
+
+
+class ReplySoFar(BaseModel):
+    """One event of a streamed reply: every bubble decoded so far (the last may still grow). The
+    stream's last event before [DONE] is a whole ReplyResponse (it has `usage`)."""
+
+    bubbles: list[str]
+
+
+class Friend(BaseModel):
+    name: str  # a display name: send it back as `friend` and it names the same friend
+    contact: bool  # one of the store's busiest contacts
+    kept: int  # messages the server keeps of this friend
+
+
+class FriendList(BaseModel):
+    avatar: str  # the avatar's own name
+    friends: list[Friend]
 
 
 class HistoryMessage(BaseModel):
