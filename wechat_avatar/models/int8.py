@@ -1,7 +1,7 @@
 """int8 weights for CPU serving: optimum-quanto's weight-only qint8, saved and reloaded as safetensors.
 
 Why quanto and not torch's own `torch.ao.quantization.quantize_dynamic` (measured on SmolLM2-135M,
-2 shared cores, greedy, 32 tokens; notes/README-export.md has the benchmark's figures):
+2 shared cores, greedy, 32 tokens; docs/export.md has the benchmark's figures):
 - quanto stores int8 weights with per-channel scales in plain safetensors plus a quantization map
   (`quanto_qmap.json`): the folder is 2-3x smaller on disk and in memory, holds no pickle, and reloads
   with public quanto calls. quantize_dynamic's packed weights can only be pickled (torch.save).
