@@ -489,10 +489,13 @@ def chat(
     session = ChatSession.open(Workspace(workspace), cfg, adapter, friend)
     err.print(Text(f"talking to {session.name} ({session.describe()}) as {friend}"))
     lines = iter(message) if message else _prompt_lines(friend)
-    for line in lines:
-        for n, bubble in enumerate(session.say(line)):
-            out.print(Text.assemble((f"{session.name}: " if n == 0 else " " * (len(session.name) + 2), "bold green"),
-                                    bubble))  # fmt: skip
+    try:
+        for line in lines:
+            for n, bubble in enumerate(session.say(line)):
+                out.print(Text.assemble((f"{session.name}: " if n == 0 else " " * (len(session.name) + 2),
+                                         "bold green"), bubble))  # fmt: skip
+    finally:
+        session.engine.close()  # the continuous engine's loop is not a daemon thread: the process waits for it
 
 
 @app.command()
@@ -516,16 +519,16 @@ def serve(
     import uvicorn
 
     from wechat_avatar.serve.app import Settings, build_app, check_settings
-    from wechat_avatar.serve.engine import Engine
+    from wechat_avatar.serve.engines import open_engine
 
     cfg = _config(config)
     cfg.serve = _overlay(cfg.serve, {"host": host, "port": port, "api_key": api_key or None})
     check_settings(cfg.serve)
     _quiet_ml()
     ws = Workspace(workspace)
-    engine = Engine.open(ws, cfg, adapter)
+    engine = open_engine(ws, cfg, adapter)
     try:
-        app_ = build_app(Settings.of(ws, cfg), engine)
+        app_ = build_app(Settings.of(ws, cfg), engine)  # type: ignore[arg-type]
         err.print(Text(f"serving {engine.persona.name} ({engine.describe()}); OpenAI base URL: "
                        f"http://{cfg.serve.host}:{cfg.serve.port}/v1"))  # fmt: skip
         uvicorn.run(app_, host=cfg.serve.host, port=cfg.serve.port, log_level="info", access_log=False)

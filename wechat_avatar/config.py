@@ -370,6 +370,13 @@ class ServeConfig(Section):
     max_concurrent: int = Field(
         32, ge=1, le=10_000, description="Requests in flight at once; more get a 429 with Retry-After."
     )
+    batching: Literal["continuous", "micro"] = Field(
+        "continuous",
+        description="How concurrent requests share forward passes. continuous: transformers' continuous batching "
+        "(paged KV cache; a request joins and leaves the batch at any decoding step). micro: requests arriving "
+        "within batch_wait_ms are generated together with `generate` (one batch at a time). Measured in "
+        "benchmarks/serve.py: continuous serves more replies per second at every concurrency above one.",
+    )
     max_batch: int = Field(8, ge=1, le=256, description="Replies generated together in one batch of forward passes.")
     batch_wait_ms: float = Field(
         5.0, ge=0, le=1000, description="How long the first request of a batch waits for others to join it."
