@@ -1,7 +1,7 @@
 """Serving throughput: our server on both reply engines, and `transformers serve --continuous-batching`.
 
     PYTHONPATH=. python benchmarks/serve.py [--model tiny|smollm2] [--quick] [--clients 1,2,4,8,16]
-        [--prompts 4] [--max-tokens 32] [--max-batch 16] [--threads 1] [--servers LIST] [--keep DIR]
+        [--prompts 4] [--max-tokens 32 | --mixed] [--max-batch 16] [--threads 1] [--servers LIST] [--keep DIR]
 
 One model, three servers, the same clients, one after another on the same machine:
   continuous  our real app (`serve.app.build_app`, uvicorn) on `serve.continuous.ContinuousEngine`,
@@ -21,9 +21,11 @@ Each server runs in its own process; the clients are asyncio tasks here. For N c
 max_tokens fixed; our server gets the friend's message and builds the persona prompt itself, the
 peer gets that very prompt as messages, so both decode the same tokens. Counted: generated tokens
 from each reply's usage (no `ignore_eos` in either API: a reply that stops early counts what it
-said). Printed per server and N: replies/s, generated tokens/s, p50/p95 latency and time to first
-token, the speed-up against 1 client, and ours against the peer at the same N. The load average
-before each server is printed: the machine may be shared, so ratios within one run are what count.
+said). With --mixed the prompts ask for 8, 64, 16 and 32 tokens in turn, as real clients do:
+micro-batching shares a batch only among requests of one max_tokens. Printed per server and N:
+replies/s, generated tokens/s, p50/p95 latency and time to first token, the speed-up against
+1 client, and ours against the peer at the same N. The load average before each server is
+printed: the machine may be shared, so ratios within one run are what count.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = ["在吗", "今晚吃什么？火锅还是烧烤", "明天几点出发，我去接你", "哈哈哈哈你看到群里那个视频没",
            "周末有空吗，一起去爬山", "我妈让你下周来家里吃饭", "刚下班，累死了", "那个文件你发我一下"]  # fmt: skip
 FRIEND = "胡三行"
+MIXED = [8, 64, 16, 32]  # --mixed: the prompts' max_tokens, in turn (what micro-batching cannot share)
 
 
 # --- the model, its adapter and the merged folder -----------------------------------------------------------------
@@ -224,7 +227,9 @@ def measure(kind: str, paths: tuple[Path, Path, Path], args: argparse.Namespace,
         port = sock.getsockname()[1]
     url, who = f"http://127.0.0.1:{port}", persona()
     texts = (PROMPTS * 4)[: args.prompts]
-    requests = [body(kind, t, args.max_tokens, who.prompt([who.line(False, FRIEND, t)]), paths[2]) for t in texts]
+    lengths = MIXED if args.mixed else [args.max_tokens]
+    requests = [body(kind, t, lengths[i % len(lengths)], who.prompt([who.line(False, FRIEND, t)]), paths[2])
+                for i, t in enumerate(texts)]  # fmt: skip
     load = os.getloadavg()[0]
     server = start(kind, paths, port, args.max_batch, args.threads, work)
     results: dict[int, dict] = {}
@@ -275,6 +280,7 @@ def main() -> None:
     parser.add_argument("--clients", default="1,2,4,8,16", help="comma-separated client counts")
     parser.add_argument("--prompts", type=int, default=4, help="prompts each client sends, one after another")
     parser.add_argument("--max-tokens", type=int, default=32, help="max_tokens of every request (at most 64)")
+    parser.add_argument("--mixed", action="store_true", help=f"max_tokens {MIXED} in turn instead of --max-tokens")
     parser.add_argument("--max-batch", type=int, default=16, help="serve.max_batch of our engines")
     parser.add_argument(
         "--servers",
@@ -306,7 +312,8 @@ def main() -> None:
     try:
         print(f"building {args.model} (base, LoRA adapter, merged folder) in {work}", flush=True)
         paths = build(args.model, work)
-        print(f"{args.prompts} prompts per client, max_tokens {args.max_tokens}, greedy, streamed; "
+        tokens = MIXED if args.mixed else args.max_tokens
+        print(f"{args.prompts} prompts per client, max_tokens {tokens}, greedy, streamed; "
               f"our max_batch {args.max_batch}; {args.threads} torch threads per server", flush=True)  # fmt: skip
         results = {kind: measure(kind, paths, args, work) for kind in args.servers.split(",")}
         report(results, args.clients)

@@ -374,8 +374,10 @@ class ServeConfig(Section):
         "continuous",
         description="How concurrent requests share forward passes. continuous: transformers' continuous batching "
         "(paged KV cache; a request joins and leaves the batch at any decoding step). micro: requests arriving "
-        "within batch_wait_ms are generated together with `generate` (one batch at a time). Measured in "
-        "benchmarks/serve.py: continuous serves more replies per second at every concurrency above one.",
+        "within batch_wait_ms and asking for the same max_tokens are generated together with `generate`, one "
+        "batch at a time. benchmarks/serve.py on a CPU: continuous is as fast or faster up to 8 concurrent "
+        "clients asking for different lengths, and answers the first token sooner; micro is faster when many "
+        "requests of one length arrive together.",
     )
     max_batch: int = Field(8, ge=1, le=256, description="Replies generated together in one batch of forward passes.")
     batch_wait_ms: float = Field(

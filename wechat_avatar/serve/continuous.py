@@ -23,9 +23,13 @@ What the manager honours per request, and how the rest is made to hold:
 The first forward pays a warm-up; a one-token request at start pays it before the first client does.
 If the loop itself dies (a forward pass raised), the requests in it fail and a fresh manager starts.
 
-`serve.batching` defaults to continuous: measured in notes/README-serve-bench.md (benchmarks/serve.py),
-it serves more replies per second than the micro-batching engine at every concurrency above one on
-both models and answers the first token sooner, because no request waits for a batch to finish.
+`serve.batching` defaults to continuous, from benchmarks/serve.py (figures in the README): on a
+2-core CPU it serves as many or more tokens/s than micro-batching from 1 to 8 concurrent clients
+(tiny preset 1.1-1.6x; SmolLM2-135M 1.0-1.4x when requests ask for different max_tokens, as real
+clients do), with a much shorter time to first token under load, because a request joins the batch
+at the next step instead of waiting for the running batch to end. Micro-batching wins when many
+requests of one max_tokens arrive together (SmolLM2 at 16 clients: 1.3-1.6x): set
+`serve.batching: micro` for that load.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, ClassVar, NamedTuple
 
+from wechat_avatar.config import ServeConfig
 from wechat_avatar.generate import RowSampling, _pick, bubbles, reply_so_far, stop_ids
 from wechat_avatar.models.load import Loaded
 from wechat_avatar.serve.engine import EMPTY, Conversation, Persona, Reply, Sampling
@@ -78,8 +83,8 @@ class ContinuousEngine:
             raise
 
     @classmethod
-    def open(cls, loaded: Loaded, persona: Persona, serve: Any) -> ContinuousEngine:
-        """From the serve: section of avatar.yaml (`ServeConfig`)."""
+    def open(cls, loaded: Loaded, persona: Persona, serve: ServeConfig) -> ContinuousEngine:
+        """From the serve: section of avatar.yaml."""
         return cls(loaded, persona, max_batch=serve.max_batch, max_prompt_tokens=serve.max_prompt_tokens,
                    max_new_tokens=serve.max_tokens_limit, seed=serve.seed)  # fmt: skip
 
