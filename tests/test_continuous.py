@@ -157,10 +157,12 @@ def test_a_failing_request_fails_alone_and_the_engine_keeps_serving(noisy: Loade
         broken = engine.submit([{"role": "user"}], greedy(6))  # the chat template cannot render it
         with pytest.raises(Exception, match="content"):
             broken.result(timeout=60)
+        first = engine.manager
         poisoned = engine.submit(persona.prompt([persona.line(False, "胡三行", "毒")]), greedy(6))
         with pytest.raises(RuntimeError, match="generation failed"):
             poisoned.result(timeout=60)
         assert engine.reply(good, greedy(6)) == before  # a fresh loop, the same reply
+        assert engine.manager is not first and not first.is_running()  # the dead loop was replaced
         assert engine.queue_depth == 0 and engine.manager.is_running()
     finally:
         engine.close()
