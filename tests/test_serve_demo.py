@@ -21,8 +21,8 @@ def test_the_demo_serves_both_apis_then_stops(tiny_workspace: Path, tiny_config:
                            "--cli", f"{sys.executable} -m wechat_avatar"],
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    assert re.search(r"/v1/chat/completions .*\n  -> '.+'  \(usage \{'prompt_tokens': [1-9]", done.stdout)
-    assert re.search(r"/v1/avatar/reply .*\n  -> bubbles \['.+'\]  \(usage", done.stdout)
+    assert re.search(r"/v1/chat/completions .*\n  -> (['\"]).+\1  \(usage \{'prompt_tokens': [1-9]", done.stdout)
+    assert re.search(r"/v1/avatar/reply .*\n  -> bubbles \[(['\"]).+\1\]  \(usage", done.stdout)
     assert "wechat-avatar web --api http://127.0.0.1:8000" in done.stdout
     port = int(re.search(r"--port (\d+)", done.stdout).group(1))  # the port the server was started on
     with socket.socket() as s:

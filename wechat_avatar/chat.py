@@ -11,12 +11,13 @@ from pathlib import Path
 
 from wechat_avatar.config import AvatarConfig, ChatConfig
 from wechat_avatar.dataset.window import Line
-from wechat_avatar.serve.engine import Engine, Sampling
+from wechat_avatar.serve.engine import Backend, Sampling
+from wechat_avatar.serve.engines import open_engine
 from wechat_avatar.workspace import Workspace
 
 
 class ChatSession:
-    def __init__(self, engine: Engine, friend: str, generation: ChatConfig) -> None:
+    def __init__(self, engine: Backend, friend: str, generation: ChatConfig) -> None:
         self.engine, self.friend, self.generation = engine, friend, generation
         self.name = engine.persona.name
         self.lines: list[Line] = []
@@ -24,7 +25,7 @@ class ChatSession:
 
     @classmethod
     def open(cls, workspace: Workspace, cfg: AvatarConfig, adapter: Path | None, friend: str) -> ChatSession:
-        return cls(Engine.open(workspace, cfg, adapter), friend, cfg.chat)
+        return cls(open_engine(workspace, cfg, adapter), friend, cfg.chat)
 
     def describe(self) -> str:
         return self.engine.describe()

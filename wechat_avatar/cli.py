@@ -489,10 +489,13 @@ def chat(
     session = ChatSession.open(Workspace(workspace), cfg, adapter, friend)
     err.print(Text(f"talking to {session.name} ({session.describe()}) as {friend}"))
     lines = iter(message) if message else _prompt_lines(friend)
-    for line in lines:
-        for n, bubble in enumerate(session.say(line)):
-            out.print(Text.assemble((f"{session.name}: " if n == 0 else " " * (len(session.name) + 2), "bold green"),
-                                    bubble))  # fmt: skip
+    try:
+        for line in lines:
+            for n, bubble in enumerate(session.say(line)):
+                out.print(Text.assemble((f"{session.name}: " if n == 0 else " " * (len(session.name) + 2),
+                                         "bold green"), bubble))  # fmt: skip
+    finally:
+        session.engine.close()  # the continuous engine's loop is not a daemon thread: the process waits for it
 
 
 @app.command()
@@ -569,8 +572,7 @@ def serve(
     import uvicorn
 
     from wechat_avatar.serve.app import Settings, build_app, check_settings
-    from wechat_avatar.serve.engine import Backend, Engine
-    from wechat_avatar.serve.vllm import VLLMEngine
+    from wechat_avatar.serve.engines import open_engine
 
     cfg = _config(config)
     cfg.serve = _overlay(cfg.serve, {"host": host, "port": port, "api_key": api_key or None, "backend": backend,
@@ -578,14 +580,7 @@ def serve(
     check_settings(cfg.serve)
     _quiet_ml()
     ws = Workspace(workspace)
-    engine: Backend
-    if cfg.serve.backend == "vllm":
-        if model or load_in_4bit:
-            raise UsageError("--model and --load-in-4bit are for the local backend: vLLM loads its own model",
-                             hint="start vLLM on an export folder (`vllm serve DIR`), pass --vllm-model")  # fmt: skip
-        engine = VLLMEngine.open(ws, cfg, adapter)
-    else:
-        engine = Engine.open(ws, cfg, adapter, model, load_in_4bit=load_in_4bit)
+    engine = open_engine(ws, cfg, adapter, model, load_in_4bit=load_in_4bit)
     try:
         app_ = build_app(Settings.of(ws, cfg), engine)
         err.print(Text(f"serving {engine.persona.name} ({engine.describe()}); OpenAI base URL: "

@@ -371,6 +371,15 @@ class ServeConfig(Section):
     max_concurrent: int = Field(
         32, ge=1, le=10_000, description="Requests in flight at once; more get a 429 with Retry-After."
     )
+    batching: Literal["continuous", "micro"] = Field(
+        "continuous",
+        description="How concurrent requests share forward passes. continuous: transformers' continuous batching "
+        "(paged KV cache; a request joins and leaves the batch at any decoding step). micro: requests arriving "
+        "within batch_wait_ms and asking for the same max_tokens are generated together with `generate`, one "
+        "batch at a time. benchmarks/serve.py on a CPU: continuous is as fast or faster up to 8 concurrent "
+        "clients asking for different lengths, and answers the first token sooner; micro is faster when many "
+        "requests of one length arrive together.",
+    )
     max_batch: int = Field(8, ge=1, le=256, description="Replies generated together in one batch of forward passes.")
     batch_wait_ms: float = Field(
         5.0, ge=0, le=1000, description="How long the first request of a batch waits for others to join it."
