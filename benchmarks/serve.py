@@ -76,7 +76,7 @@ def build(model: str, root: Path) -> tuple[Path, Path, Path]:
     lora = LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
                       task_type="CAUSAL_LM")  # fmt: skip
     get_peft_model(AutoModelForCausalLM.from_pretrained(base), lora).save_pretrained(adapter)
-    # TODO lead: use wechat-avatar export
+    # the merge `wechat-avatar export` does; export itself wants a workspace and a trained run, this adapter has neither
     plain = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), str(adapter)).merge_and_unload()
     plain.save_pretrained(merged)
     tokenizer = AutoTokenizer.from_pretrained(base)
