@@ -489,3 +489,41 @@ def test_the_rate_limiter_forgets_callers_silent_for_a_minute() -> None:
     assert set(load.calls) == {"recent", "gone"}
     load.sweep(160.0)
     assert set(load.calls) == {"gone"}
+
+
+def test_a_stream_whose_client_leaves_before_its_turn_is_never_generated(workspace: Workspace, engine: Engine,
+                                                                         tmp_path: Path) -> None:  # fmt: skip
+    release, started, submitted, generated = threading.Event(), threading.Event(), [], []
+
+    class Held(Engine):
+        def submit(self, *args: Any, **kwargs: Any) -> Any:
+            submitted.append(future := super().submit(*args, **kwargs))
+            return future
+
+        def generate(self, conversations: list[Any], sampling: Any, watchers: Any = None) -> list[Generated]:
+            generated.append(len(conversations))
+            started.set()
+            release.wait(30)
+            return [Generated("好", 5, 1, "stop") for _ in conversations]
+
+    held = Held(engine.loaded, engine.persona, max_batch=1)
+    try:
+        with running(build_app(settings(workspace, tmp_path / "s.db"), held)) as url, ThreadPoolExecutor(1) as pool:
+            first = pool.submit(call, url, "POST", "/v1/avatar/reply", {"friend": "a", "message": "在吗"})
+            assert started.wait(30)  # the worker is busy with the first reply; the stream below queues
+            conn = http.client.HTTPConnection(*url.removeprefix("http://").split(":"), timeout=30)
+            conn.request("POST", "/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": "hi"}],
+                         "stream": True}), {"Content-Type": "application/json"})  # fmt: skip
+            assert conn.getresponse().status == 200
+            conn.close()  # the client gives up while its reply is still queued
+            for _ in range(600):
+                if len(submitted) == 2 and submitted[1].cancelled():
+                    break
+                time.sleep(0.05)
+            release.set()
+            assert first.result()[0] == 200
+    finally:
+        release.set()
+        held.close()
+    assert submitted[1].cancelled()
+    assert generated == [1]  # the first reply only: the abandoned one was dropped, not generated

@@ -274,21 +274,25 @@ def build_app(settings: Settings, engine: Backend) -> FastAPI:
             loop.call_soon_threadsafe(texts.put_nowait, text)
 
         done = asyncio.wrap_future(engine.submit(conversation, how, None if stops else heard))
-        yield chunk([p.ChunkChoice(delta=p.Delta(role="assistant", content=""))])
-        emitted = ""
-        while not done.done():
-            step = asyncio.ensure_future(texts.get())
-            try:
-                await asyncio.wait({step, done}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                step.cancel()
-            if step.done() and not step.cancelled():
-                raw = step.result()
-                while not texts.empty():  # only the newest text matters
-                    raw = texts.get_nowait()
-                if (now := shown(raw, join)).startswith(emitted) and len(now) > len(emitted):
-                    yield chunk([p.ChunkChoice(delta=p.Delta(content=now[len(emitted) :]))])
-                    emitted = now
+        try:
+            yield chunk([p.ChunkChoice(delta=p.Delta(role="assistant", content=""))])
+            emitted = ""
+            while not done.done():
+                step = asyncio.ensure_future(texts.get())
+                try:
+                    await asyncio.wait({step, done}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    step.cancel()
+                if step.done() and not step.cancelled():
+                    raw = step.result()
+                    while not texts.empty():  # only the newest text matters
+                        raw = texts.get_nowait()
+                    if (now := shown(raw, join)).startswith(emitted) and len(now) > len(emitted):
+                        yield chunk([p.ChunkChoice(delta=p.Delta(content=now[len(emitted) :]))])
+                        emitted = now
+        except (asyncio.CancelledError, GeneratorExit):  # the client left: a reply still queued is dropped
+            done.cancel()
+            raise
         try:
             parts, finish, usage = cut(done.result(), stops, join)
         except Exception as error:  # headers are sent: the error travels as a chunk
