@@ -11,17 +11,14 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
-import socket
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
+from test_serve import running
 
 from wechat_avatar.config import AvatarConfig, ServeConfig, TinyModelConfig, load_config
 from wechat_avatar.generate import bubbles, generate_batch
@@ -202,26 +199,6 @@ def test_open_engine_follows_serve_batching(workspace: Workspace, cfg: AvatarCon
 
 
 # --- the app on it ------------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def running(app: Any) -> Iterator[str]:
-    """The app under a real uvicorn server on a free loopback port, in a thread; yields its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
 
 
 def post(url: str, body: dict[str, Any]) -> Any:

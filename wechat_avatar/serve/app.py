@@ -277,19 +277,10 @@ def build_app(settings: Settings, engine: Backend) -> FastAPI:
         try:
             yield chunk([p.ChunkChoice(delta=p.Delta(role="assistant", content=""))])
             emitted = ""
-            while not done.done():
-                step = asyncio.ensure_future(texts.get())
-                try:
-                    await asyncio.wait({step, done}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    step.cancel()
-                if step.done() and not step.cancelled():
-                    raw = step.result()
-                    while not texts.empty():  # only the newest text matters
-                        raw = texts.get_nowait()
-                    if (now := shown(raw, join)).startswith(emitted) and len(now) > len(emitted):
-                        yield chunk([p.ChunkChoice(delta=p.Delta(content=now[len(emitted) :]))])
-                        emitted = now
+            async for raw in newest(texts, done):
+                if (now := shown(raw, join)).startswith(emitted) and len(now) > len(emitted):
+                    yield chunk([p.ChunkChoice(delta=p.Delta(content=now[len(emitted) :]))])
+                    emitted = now
         except (asyncio.CancelledError, GeneratorExit):  # the client left: a reply still queued is dropped
             done.cancel()
             raise
