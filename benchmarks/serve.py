@@ -5,10 +5,12 @@
 
 One model, three servers, the same clients, one after another on the same machine:
   continuous  our real app (`serve.app.build_app`, uvicorn) on `serve.continuous.ContinuousEngine`,
-              serving the base + a LoRA adapter (the peft model `serve` loads)
+              serving the base + a LoRA adapter as `serve` loads it (serve.merge_adapter: folded into
+              the base's weights at load time)
   micro       the same app on `serve.engine.Engine` (micro-batching over `generate`)
-  ENGINE@merged  either engine on the merged folder instead: the peer's very weights, so the engines
-              are compared with it on equal terms (an unmerged LoRA costs extra matmuls every layer)
+  ENGINE@lora    either engine with the adapter kept apart (serve.merge_adapter: false): what an
+              unmerged LoRA's extra matmuls in every layer cost
+  ENGINE@merged  either engine on the merged folder `export` writes (the peer's very weights)
   peer        `transformers serve --continuous-batching` (the same transformers) on the merged folder:
               it loads no adapter. Its KV cache gets our engine's size (it would take 60 % of free RAM).
 Models: `tiny` is the tiny-cpu preset's shape (Qwen2, hidden 256, 4 layers, Qwen's vocabulary trimmed
@@ -95,13 +97,15 @@ def persona() -> Any:
                    int(cfg.dataset.session_gap_hours * 3_600_000))  # fmt: skip
 
 
-def serve_ours(engine_kind: str, base: Path, adapter: Path | None, port: int, max_batch: int, state: Path) -> None:
-    """The child process: our app on one engine, until killed."""
+def serve_ours(engine_kind: str, base: Path, adapter: Path | None, port: int, max_batch: int, state: Path,
+               apart: bool) -> None:  # fmt: skip
+    """The child process: our app on one engine, until killed; the adapter folded in as `serve` does
+    unless `apart`."""
     import uvicorn
     from peft import PeftModel
 
     from wechat_avatar.config import ModelConfig, ServeConfig
-    from wechat_avatar.models.load import Loaded, load_base
+    from wechat_avatar.models.load import Loaded, load_base, merged
     from wechat_avatar.serve.app import Settings, build_app
     from wechat_avatar.serve.continuous import ContinuousEngine
     from wechat_avatar.serve.engine import Engine
@@ -111,6 +115,7 @@ def serve_ours(engine_kind: str, base: Path, adapter: Path | None, port: int, ma
     if adapter is not None:
         model = PeftModel.from_pretrained(model, str(adapter))
     loaded = Loaded(model.eval(), tokenizer, str(base), adapter)
+    loaded = loaded if apart else merged(loaded)
     cfg = ServeConfig(requests_per_minute=0, max_concurrent=256, max_batch=max_batch, max_tokens_limit=64,
                       max_prompt_tokens=512, batching=engine_kind)  # fmt: skip
     if engine_kind == "continuous":
@@ -143,9 +148,10 @@ def start(kind: str, paths: tuple[Path, Path, Path], port: int, max_batch: int, 
                 "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", "--dtype", "float32",
                 "--cb-block-size", str(PAGE), "--cb-num-blocks", str(blocks), "--cb-max-batch-tokens", "512",
                 "--log-level", "error", "--format", "quiet"]  # fmt: skip
-    else:  # ENGINE, or ENGINE@merged: the merged folder with no adapter, the peer's very weights
+    else:  # ENGINE, ENGINE@lora (the adapter kept apart), or ENGINE@merged: the peer's very weights
         engine, _, on = kind.partition("@")
         model = ["--base", str(merged)] if on == "merged" else ["--base", str(base), "--adapter", str(adapter)]
+        model += ["--apart"] if on == "lora" else []
         args = [sys.executable, __file__, "--child", engine, *model, "--port", str(port), "--max-batch",
                 str(max_batch), "--state", str(work / f"{kind}.db")]  # fmt: skip
     log = (work / f"{kind}.log").open("w")
@@ -267,7 +273,7 @@ def report(all_results: dict[str, dict[int, dict]], clients: list[int]) -> None:
                   f"{r['p50']:7.2f} {r['p95']:7.2f} {r['ttft50']:9.2f} {r['ttft95']:9.2f} {against:>8}")  # fmt: skip
     loads = ", ".join(f"{k} {next(iter(v.values()))['load']:.2f}" for k, v in all_results.items())
     print(f"\nload average (1 min) before each server: {loads} on {os.cpu_count()} CPUs")
-    for a, b in (("continuous", "micro"), ("continuous@merged", "micro@merged"), ("continuous@merged", "continuous")):
+    for a, b in (("continuous", "micro"), ("continuous", "continuous@lora"), ("micro", "micro@lora")):
         if a in all_results and b in all_results:
             ratios = [all_results[a][n]["tokens/s"] / all_results[b][n]["tokens/s"] for n in clients]
             print(f"{a} / {b} tokens/s: " + ", ".join(f"{n}: {r:.2f}x" for n, r in zip(clients, ratios, strict=True)))
@@ -284,9 +290,10 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=16, help="serve.max_batch of our engines")
     parser.add_argument(
         "--servers",
-        default="continuous,micro,continuous@merged,micro@merged,peer",
-        help="continuous / micro: our app on that engine with base + adapter (what `serve` runs); "
-        "ENGINE@merged: on the merged folder; peer: transformers serve --continuous-batching",
+        default="continuous,micro,continuous@lora,peer",
+        help="continuous / micro: our app on that engine with base + adapter folded in (what `serve` runs); "
+        "ENGINE@lora: the adapter kept apart; ENGINE@merged: on the export folder; "
+        "peer: transformers serve --continuous-batching",
     )
     parser.add_argument(
         "--threads",
@@ -299,11 +306,12 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--base", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--adapter", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--apart", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--state", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        serve_ours(args.child, args.base, args.adapter, args.port, args.max_batch, args.state)
+        serve_ours(args.child, args.base, args.adapter, args.port, args.max_batch, args.state, args.apart)
         return
     args.clients = [1, 4, 8] if args.quick else [int(n) for n in args.clients.split(",")]
     args.prompts = 2 if args.quick else args.prompts

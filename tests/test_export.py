@@ -128,6 +128,22 @@ def test_merged_folder_says_where_replies_end_and_what_made_it(merged: Path, wor
         f.name for f in merged.iterdir()}  # fmt: skip
 
 
+def test_serving_folds_the_adapter_in_unless_told_not_to(workspace: Workspace, cfg: AvatarConfig,
+                                                          adapted: Loaded) -> None:  # fmt: skip
+    from peft import PeftModel
+
+    folded = load_for_serving(workspace, cfg, None)
+    assert not isinstance(folded.model, PeftModel) and folded.adapter == workspace.trained_adapter()
+    assert not any("lora" in name for name, _ in folded.model.named_parameters())
+    apart = cfg.model_copy(update={"serve": cfg.serve.model_copy(update={"merge_adapter": False})})
+    assert isinstance(load_for_serving(workspace, apart, None).model, PeftModel)
+    for conversation in persona_prompts(workspace, cfg):
+        batch = encoded(adapted.tokenizer, conversation)
+        torch.testing.assert_close(last_logits(folded.model, batch), last_logits(adapted.model, batch),
+                                   atol=1e-4, rtol=1e-4)  # fmt: skip
+        assert greedy_ids(folded.model, folded.tokenizer, batch) == greedy_ids(adapted.model, adapted.tokenizer, batch)
+
+
 # --- int8 -------------------------------------------------------------------------------------------------------
 
 

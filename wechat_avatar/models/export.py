@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from wechat_avatar.config import AvatarConfig
 from wechat_avatar.errors import ModelError, UsageError
-from wechat_avatar.models.load import EXPORT_FILE, adapter_record, load_for_inference
+from wechat_avatar.models.load import EXPORT_FILE, adapter_record, load_for_inference, merged
 from wechat_avatar.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ def export(workspace: Workspace, cfg: AvatarConfig, adapter: Path | None, out: P
     # merged in full precision even where training held the base in 4-bit (QLoRA): NF4 weights do not save
     full = cfg.model_copy(update={"model": cfg.model.model_copy(update={"load_in_4bit": False})})
     loaded = load_for_inference(workspace, full, adapter)
-    model = loaded.model.merge_and_unload()  # W + B·A·scale in each adapted layer; the LoRA modules go
+    model = merged(loaded).model  # W + B·A·scale in each adapted layer; the LoRA modules go
     _set_generation(model, loaded.tokenizer)
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)

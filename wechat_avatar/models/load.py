@@ -211,7 +211,16 @@ def load_for_serving(workspace: Workspace, cfg: AvatarConfig, adapter: Path | No
     if load_in_4bit:
         cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"load_in_4bit": True})})
     if model is None:
-        return load_for_inference(workspace, cfg, adapter or workspace.trained_adapter())
+        loaded = load_for_inference(workspace, cfg, adapter or workspace.trained_adapter())
+        return merged(loaded) if cfg.serve.merge_adapter and not cfg.model.load_in_4bit else loaded
     net, tokenizer = load_export(model, cfg.model)
     record = export_record(model)
     return Loaded(net.eval(), tokenizer, f"{model} (export of {record.get('base')})", None)
+
+
+def merged(loaded: Loaded) -> Loaded:
+    """`loaded` with its LoRA adapter folded into the base weights (W + B·A·scale, as `export` saves it):
+    one matmul per projection instead of three, the same replies. `adapter` still names where it came from."""
+    if loaded.adapter is None:
+        return loaded
+    return loaded._replace(model=loaded.model.merge_and_unload().eval())
