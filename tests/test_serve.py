@@ -28,9 +28,10 @@ from conftest import run_cli
 
 from wechat_avatar.config import AvatarConfig, ServeConfig, load_config
 from wechat_avatar.generate import Generated, RowSampling, generate_batch
-from wechat_avatar.serve.app import Load, Settings, build_app
+from wechat_avatar.serve.app import Settings, build_app
 from wechat_avatar.serve.engine import Engine, Sampling
 from wechat_avatar.serve.friends import Friends
+from wechat_avatar.serve.gate import Load
 from wechat_avatar.workspace import Workspace
 
 KEY = "sk-test-0123456789"

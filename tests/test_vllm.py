@@ -217,7 +217,7 @@ def test_the_prompt_is_the_local_engines_token_for_token(workspace: Workspace, c
                                                          stub: StubVLLM) -> None:  # fmt: skip
     local = Engine.open(workspace, cfg, None)
     fed: list[list[int]] = []
-    hook = local.loaded.model.get_base_model().register_forward_pre_hook(
+    hook = local.loaded.model.register_forward_pre_hook(  # the adapter is folded in: a plain causal LM
         lambda _, args, kwargs: fed.append(kwargs["input_ids"][0].tolist()) if not fed else None, with_kwargs=True
     )  # the ids the local model's first forward pass is given: the whole prompt
     persona = local.persona
