@@ -126,6 +126,9 @@ def test_merged_folder_says_where_replies_end_and_what_made_it(merged: Path, wor
     assert record["bytes"] == on_disk
     assert {"model.safetensors", "config.json", "tokenizer.json", "chat_template.jinja"} <= {
         f.name for f in merged.iterdir()}  # fmt: skip
+    # the rotary base also where transformers 4 and llama.cpp's converter read it, and transformers 5 still loads
+    config = json.loads((merged / "config.json").read_text(encoding="utf-8"))
+    assert config["rope_theta"] == config["rope_parameters"]["rope_theta"]
 
 
 def test_serving_folds_the_adapter_in_unless_told_not_to(workspace: Workspace, cfg: AvatarConfig,

@@ -70,6 +70,7 @@ def export(workspace: Workspace, cfg: AvatarConfig, adapter: Path | None, out: P
     else:
         model.save_pretrained(partial)
     loaded.tokenizer.save_pretrained(partial)
+    _legacy_rope_theta(partial / "config.json")
     record = {
         "base": cfg.model.base, "base_source": run.get("base_source"), "adapter": str(adapter.resolve()),
         "dataset": run.get("dataset"), "quantize": quantize, "dtype": str(model.dtype).removeprefix("torch."),
@@ -91,6 +92,17 @@ def _set_generation(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) 
     ids = sorted(i for i in eos if i is not None)
     model.generation_config.eos_token_id = ids[0] if len(ids) == 1 else ids
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+
+def _legacy_rope_theta(config: Path) -> None:
+    """Also write `rope_theta` at the top of config.json, where transformers 4 kept it: transformers 5 nests
+    it in `rope_parameters`, and tools that read the old key (llama.cpp's converter runs on transformers 4)
+    otherwise fall back to 10000, a rotary base SmolLM2 (1e5) and Qwen2.5 (1e6) were not trained with."""
+    data = json.loads(config.read_text(encoding="utf-8"))
+    theta = (data.get("rope_parameters") or {}).get("rope_theta")
+    if theta is not None and "rope_theta" not in data:
+        data["rope_theta"] = theta
+        config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _bytes(folder: Path) -> int:
