@@ -640,7 +640,7 @@ def _prompt_lines(friend: str) -> Iterator[str]:
 @app.command()
 def connect(
     channel: Annotated[
-        str | None, typer.Argument(help="official-account, wecom or clawbot (none with --stop / --resume).")
+        str | None, typer.Argument(help="official-account, wecom, kf or clawbot (none with --stop / --resume).")
     ] = None,
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     config: ConfigOpt = None,
@@ -653,10 +653,10 @@ def connect(
 ) -> None:
     """Connect the avatar to WeChat through an official channel; it answers through `serve`.
 
-    official-account: 公众号 followers (server callback); wecom: a WeCom app's members; clawbot: you,
-    from your phone (chat with your avatar, or draft replies: `@name: their message`). Nobody is
-    answered until listed in channels.allow (ClawBot: its owner). Every message is logged to
-    WORKSPACE/channels/log.jsonl. Settings: channels: in avatar.yaml; how-to: docs/channels.md.
+    official-account: 公众号 followers (server callback); wecom: a WeCom app's members; kf: anyone through
+    微信客服 (WeChat Customer Service); clawbot: you, from your phone (chat with your avatar, or draft
+    replies: `@name: their message`). Nobody is answered until listed in channels.allow (ClawBot: its
+    owner). Every message is logged to WORKSPACE/channels/log.jsonl. Settings: channels: in avatar.yaml.
     """
     from wechat_avatar.channels import connect as channels
 
@@ -671,7 +671,7 @@ def connect(
             out.print("the kill switch was not on")
         return
     if channel is None:
-        raise UsageError("name a channel", hint="wechat-avatar connect official-account|wecom|clawbot")
+        raise UsageError("name a channel", hint="wechat-avatar connect official-account|wecom|kf|clawbot")
     cfg = _config(config)
     cfg.channels = _overlay(cfg.channels, {"serve_url": serve_url, "host": host, "port": port,
                                            "draft_only": draft or None,

@@ -449,6 +449,17 @@ class WeComConfig(Section):
     path: str = Field("/wecom", description="The callback's path.")
 
 
+class KfConfig(Section):
+    """WeChat Customer Service (微信客服, WeCom KF): any WeChat user, through a link or QR (`connect kf`)."""
+
+    corp_id: str = Field("", description="The WeCom organisation's CorpID.")
+    secret: str = Field("", description="The 微信客服 Secret (for the access token).")
+    token: str = Field("", description="The callback Token (3-32 characters).")
+    encoding_aes_key: str = Field("", description="The callback EncodingAESKey (43 characters).")
+    api_base: str = Field("https://qyapi.weixin.qq.com", description="WeCom's API base URL (a simulator in tests).")
+    path: str = Field("/kf", description="The callback's path.")
+
+
 class ClawBotConfig(Section):
     """ClawBot (Tencent's iLink bot API): the owner's console on the phone (`connect clawbot`)."""
 
@@ -490,6 +501,7 @@ class ChannelsConfig(Section):
     pace_jitter_s: float = Field(0.6, ge=0, le=60, description="Random extra pause, up to this much.")
     official_account: OfficialAccountConfig = Field(default_factory=OfficialAccountConfig)
     wecom: WeComConfig = Field(default_factory=WeComConfig)
+    kf: KfConfig = Field(default_factory=KfConfig)
     clawbot: ClawBotConfig = Field(default_factory=ClawBotConfig)
 
 

@@ -13,6 +13,7 @@ from wechat_avatar.workspace import Workspace
 CHANNELS = {
     "official-account": "wechat_avatar.channels.official_account",
     "wecom": "wechat_avatar.channels.wecom",
+    "kf": "wechat_avatar.channels.kf",
     "clawbot": "wechat_avatar.channels.clawbot",
 }
 
