@@ -653,10 +653,11 @@ def connect(
 ) -> None:
     """Connect the avatar to WeChat through an official channel; it answers through `serve`.
 
-    official-account: 公众号 followers (server callback); wecom: a WeCom app's members; kf: anyone through
-    微信客服 (WeChat Customer Service); clawbot: you, from your phone (chat with your avatar, or draft
-    replies: `@name: their message`). Nobody is answered until listed in channels.allow (ClawBot: its
-    owner). Every message is logged to WORKSPACE/channels/log.jsonl. Settings: channels: in avatar.yaml.
+    official-account: 公众号 followers (server callback); wecom: a WeCom app's members; kf: anyone
+    through 微信客服 (WeChat Customer Service); clawbot: you, from your phone (chat with your avatar, or
+    draft replies: `@name: their message`). Nobody is answered until listed in channels.allow (ClawBot:
+    its owner). Every message is logged to WORKSPACE/channels/log.jsonl. Settings: channels: in
+    avatar.yaml; how-to: docs/channels.md.
     """
     from wechat_avatar.channels import connect as channels
 

@@ -19,8 +19,8 @@ from fastapi.responses import Response
 
 from wechat_avatar.channels.api import PlatformAPI, PlatformError
 from wechat_avatar.channels.core import Core, Seen, deliver, fit
-from wechat_avatar.channels.crypto import EnvelopeError, MsgCrypt, SignatureError
-from wechat_avatar.channels.wire import Refused, fresh, listen, parse, plain
+from wechat_avatar.channels.crypto import MsgCrypt
+from wechat_avatar.channels.wire import Refused, fresh, listen, opened, parse, plain
 from wechat_avatar.config import ChannelsConfig, WeComConfig
 from wechat_avatar.errors import ConfigError
 from wechat_avatar.workspace import Workspace
@@ -60,8 +60,7 @@ class WeComApp:
         async def verify(request: Request) -> Response:
             q = request.query_params
             try:
-                return plain(self._open(q.get("msg_signature") or "", q.get("timestamp") or "", q.get("nonce") or "",
-                                        q.get("echostr") or ""))  # fmt: skip
+                return plain(opened(self.crypt, q, q.get("echostr") or ""))
             except Refused as refused:
                 return refused.response()
 
@@ -71,9 +70,7 @@ class WeComApp:
             try:
                 fresh(q.get("timestamp") or "", self.core.cfg.max_skew_s)
                 outer = parse(await request.body())
-                inner = self._open(q.get("msg_signature") or "", q.get("timestamp") or "", q.get("nonce") or "",
-                                   outer.get("Encrypt", ""))  # fmt: skip
-                fields = parse(inner.encode())
+                fields = parse(opened(self.crypt, q, outer.get("Encrypt", "")).encode())
             except Refused as refused:
                 return refused.response()
             key = fields.get("MsgId") or f"{fields.get('FromUserName')}:{fields.get('CreateTime')}"
@@ -85,14 +82,6 @@ class WeComApp:
             return plain("")
 
         return app
-
-    def _open(self, sig: str, timestamp: str, nonce: str, encrypted: str) -> str:
-        try:
-            return self.crypt.open(sig, timestamp, nonce, encrypted)
-        except SignatureError as error:
-            raise Refused(403, str(error)) from None
-        except EnvelopeError as error:
-            raise Refused(400, str(error)) from None
 
     async def _reply(self, fields: dict[str, str]) -> None:
         user, kind = fields["FromUserName"], fields.get("MsgType", "")

@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Mapping
 
 import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from lxml import etree
 
-from wechat_avatar.channels.crypto import MsgCrypt
+from wechat_avatar.channels.crypto import EnvelopeError, MsgCrypt, SignatureError
 
 # entities unresolved, no DTD, no network: the body comes from the internet (XXE, billion laughs)
 PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
@@ -56,6 +57,16 @@ def fresh(timestamp: str, max_skew_s: int) -> None:
 
 
 NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")  # no XML 1.0 document may hold these
+
+
+def opened(crypt: MsgCrypt, q: Mapping[str, str], encrypted: str) -> str:
+    """An encrypted field (WeCom's echostr or Encrypt) after its msg_signature: forged 403, undecryptable 400."""
+    try:
+        return crypt.open(q.get("msg_signature") or "", q.get("timestamp") or "", q.get("nonce") or "", encrypted)
+    except SignatureError as error:
+        raise Refused(403, str(error)) from None
+    except EnvelopeError as error:
+        raise Refused(400, str(error)) from None
 
 
 def cdata(text: str) -> str:
