@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from sim.harness import Connect, free_port, real_serve, running, turn_bubbles, turns
 from sim.wecom import FakeWeCom
@@ -55,8 +56,15 @@ def test_wecom_verifies_answers_once_per_msg_id_and_caches_its_token(workspace: 
         for _ in range(3):  # WeCom's retries of one message
             ack = sim.push(MEMBER, "你好", msg_id="5550001")
             assert ack.status_code == 200 and ack.text == ""
-        sim.push(MEMBER, "第二条")
+        assert sim.push(MEMBER, "旧的", timestamp="1411525903").status_code == 403  # stale
+        bad = httpx2.post(sim.callback, params={"msg_signature": "x", "timestamp": str(int(time.time())),
+                                                "nonce": "1"}, content=b"<xml><Encrypt>", timeout=5)  # fmt: skip
+        assert bad.status_code == 400 and "XML" in bad.json()["error"]["message"]
         deadline = time.monotonic() + 90
+        while not sim.sent and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sim.revoke()  # the cached token goes stale: connect fetches a new one and sends again
+        sim.push(MEMBER, "第二条")
         while turns(serve, friend) < before + 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         expected = [b for turn in turn_bubbles(serve, friend)[before:] for b in turn]
@@ -65,7 +73,7 @@ def test_wecom_verifies_answers_once_per_msg_id_and_caches_its_token(workspace: 
         time.sleep(0.5)  # a duplicate send, were there one, would land by now
     assert turns(serve, friend) == before + 2  # the three tries of 5550001 were one model call
     assert [(u, t) for _, u, t in sim.sent] == [(MEMBER, b) for b in expected]
-    assert sim.tokens_issued == 1
+    assert sim.tokens_issued == 2  # cached for the first reply, renewed once after the revocation
 
 
 def test_wecom_bad_corp_id_or_secret_is_one_line(workspace: Path, serve: str) -> None:

@@ -55,9 +55,9 @@ def running(app: Any) -> Iterator[str]:
 
 
 @contextmanager
-def real_serve(workspace: Workspace, engine: Engine) -> Iterator[str]:
+def real_serve(workspace: Workspace, engine: Engine, **serve: Any) -> Iterator[str]:
     """serve's real app and engine (the tiny model) on loopback."""
-    settings = Settings(ServeConfig(**SERVE), workspace.serve_state, Friends.of(workspace))
+    settings = Settings(ServeConfig(**{**SERVE, **serve}), workspace.serve_state, Friends.of(workspace))
     with running(build_app(settings, engine)) as url:
         yield url
 

@@ -26,6 +26,7 @@ class FakeWeCom:
     agent_id: int = 1000002
     sent: list[tuple[float, str, str]] = field(default_factory=list)
     tokens_issued: int = 0
+    issued: set[str] = field(default_factory=set)
 
     def crypto(self) -> WeChatCrypto:
         return WeChatCrypto(self.token, self.aes_key, self.corp_id)
@@ -42,12 +43,13 @@ class FakeWeCom:
             assert response.text == plain  # decrypted, no quotes or newline
         return response
 
-    def push(self, user: str, content: str, msg_id: str | None = None, forge: bool = False) -> httpx2.Response:
+    def push(self, user: str, content: str, msg_id: str | None = None, forge: bool = False,
+             timestamp: str | None = None) -> httpx2.Response:  # fmt: skip
         inner = (f"<xml><ToUserName><![CDATA[{self.corp_id}]]></ToUserName><FromUserName><![CDATA[{user}]]>"
                  f"</FromUserName><CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
                  f"<Content><![CDATA[{content}]]></Content><MsgId>{msg_id or secrets.randbelow(10**18)}</MsgId>"
                  f"<AgentID>{self.agent_id}</AgentID></xml>")  # fmt: skip
-        ts, nonce = str(int(time.time())), str(secrets.randbelow(10**9))
+        ts, nonce = timestamp or str(int(time.time())), str(secrets.randbelow(10**9))
         sealed = self.crypto().encrypt_message(inner, nonce, ts)
         encrypted = re.search(r"<Encrypt><!\[CDATA\[(.*?)\]\]>", sealed).group(1)  # type: ignore[union-attr]
         sig = "0" * 40 if forge else signature(self.token, ts, nonce, encrypted)
@@ -56,9 +58,13 @@ class FakeWeCom:
         return httpx2.post(self.callback, params={"msg_signature": sig, "timestamp": ts, "nonce": nonce},
                            content=body.encode(), timeout=5)  # fmt: skip
 
+    def revoke(self) -> None:
+        """Every token issued so far stops working (WeCom renewed them): the next send gets 40014."""
+        self.issued.clear()
+
     def api(self) -> FastAPI:
         app = FastAPI()
-        issued: set[str] = set()
+        issued = self.issued
 
         @app.get("/cgi-bin/gettoken")
         async def gettoken(corpid: str = "", corpsecret: str = "") -> dict[str, Any]:

@@ -199,7 +199,14 @@ async def start(workspace: Workspace, cfg: ChannelsConfig, say: Callable[[str], 
     say(f"clawbot: answering its owner {owner}; {core.guard.describe()}")
     console = Console(core, Sender(api, bot), bot)
     while True:
-        updates = await api.post("/ilink/bot/getupdates", {"get_updates_buf": state.data.get("get_updates_buf", "")})
+        try:
+            updates = await api.post(
+                "/ilink/bot/getupdates", {"get_updates_buf": state.data.get("get_updates_buf", "")}
+            )
+        except ChannelError as error:  # the network or iLink hiccuped: a long-running console waits and goes on
+            say(f"clawbot: getupdates failed ({error}); retrying")
+            await asyncio.sleep(2)
+            continue
         if SESSION_EXPIRED in (updates.get("ret"), updates.get("errcode")):
             say("clawbot: the session expired; log in again")
             await login(api, state, say)

@@ -107,7 +107,10 @@ class Avatar:
         response = await self.client.post("/v1/avatar/reply", json={"friend": friend, "message": text})
         if response.status_code != 200:
             raise ChannelError(f"serve answered {response.status_code}: {response.text[:200]}")
-        return list(response.json()["bubbles"])
+        try:
+            return [str(b) for b in response.json()["bubbles"]]
+        except (ValueError, KeyError, TypeError):
+            raise ChannelError(f"serve's answer has no bubbles: {response.text[:200]}") from None
 
     async def close(self) -> None:
         await self.client.aclose()
