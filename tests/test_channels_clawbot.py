@@ -100,6 +100,21 @@ def test_a_draft_for_a_friend_uses_that_friend_s_history(bot: FakeILink, serve: 
     assert [m["text"] for m in turn_bubbles_friend_lines(serve, "老妈")][-1] == "晚饭吃什么"
 
 
+def test_draft_mode_toggles(bot: FakeILink, serve: str) -> None:
+    """/draft: unprefixed messages are drafts for clawbot.draft_friend; /chat: back to the avatar."""
+    on = bot.inject("/draft")
+    until(lambda: bool(replies_to(bot, on)))
+    assert replies_to(bot, on)[0].startswith("草稿模式")
+    before, mine = turns(serve, "朋友"), turns(serve, ME)
+    bot.inject("她说明天下雨")
+    until(lambda: turns(serve, "朋友") == before + 1)
+    off = bot.inject("/chat")
+    until(lambda: bool(replies_to(bot, off)))
+    bot.inject("我回来了")
+    until(lambda: turns(serve, ME) == mine + 1)
+    assert turns(serve, "朋友") == before + 1
+
+
 def turn_bubbles_friend_lines(serve: str, friend: str) -> list[dict[str, Any]]:
     from sim.harness import said_to
 

@@ -83,3 +83,21 @@ def test_kf_pulls_from_a_cursor_that_survives_a_restart(workspace: Path, serve: 
     assert sim.refused == 0 and turns(serve, f"kf:{OLD}") == 0
     held = [line for line in journal(workspace) if line["kind"] == "held"]
     assert [(h["user"], h["reason"]) for h in held] == [(OLD, "the 48-hour reply window is closed")]
+
+
+def test_kf_holds_back_strangers_and_refuses_bad_credentials(workspace: Path, serve: str, tmp_path: Path) -> None:
+    """A new platform (its cursor starts again) on a workspace without kf.json."""
+    workspace = Path(shutil.copytree(workspace, tmp_path / "ws", ignore=shutil.ignore_patterns("channels")))
+    port = free_port()
+    sim = FakeKf(f"http://127.0.0.1:{port}/kf", TOKEN, AES, CORP)
+    with running(sim.api()) as api:
+        with Connect(workspace, "kf", {**channels(serve, port, api), "allow": [GUEST]}) as proc:
+            proc.wait_for_port(port)
+            sim.write("wmStranger1", "你好")
+            sim.notify()
+            until(lambda: any(line["user"] == "wmStranger1" for line in journal(workspace)))
+        assert journal(workspace)[-1]["verdict"] == "blocked" and turns(serve, "kf:wmStranger1") == 0
+        for kf, says in [({"secret": "wrong"}, "errcode 40001"), ({"corp_id": "x"}, "CorpID"),
+                         ({"encoding_aes_key": "short"}, "EncodingAESKey")]:  # fmt: skip
+            result = Connect(workspace, "kf", channels(serve, free_port(), api, **kf)).run()
+            assert result.returncode == 2 and says in result.stderr and "Traceback" not in result.stderr

@@ -472,6 +472,9 @@ class ClawBotConfig(Section):
     backoff_s: float = Field(
         60.0, ge=0, le=7200, description="Wait after a ret=-2 (rate limited) before sending again; doubles each time."
     )
+    draft_friend: str = Field(
+        "朋友", min_length=1, description="Who a draft is for after /draft when the message names nobody (@name:)."
+    )
 
 
 class ChannelsConfig(Section):

@@ -170,7 +170,7 @@ class Console:
         if found := DRAFT.fullmatch(text):
             friend, text = found.group(1).strip(), found.group(2).strip()
         elif self.drafting:
-            friend = self.core.cfg.names.get("draft", "朋友")
+            friend = self.cfg.draft_friend
         answer = await self.core.answer(user, text, friend)
         await self._send(user, token, answer.bubbles)
 
