@@ -638,6 +638,49 @@ def _prompt_lines(friend: str) -> Iterator[str]:
 
 
 @app.command()
+def connect(
+    channel: Annotated[
+        str | None, typer.Argument(help="official-account, wecom, kf or clawbot (none with --stop / --resume).")
+    ] = None,
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    stop: Annotated[bool, typer.Option("--stop", help="Kill switch: every running channel stops answering.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Turn the kill switch off again.")] = False,
+    draft: Annotated[bool, typer.Option("--draft", help="Draft-only: log the replies, send nothing.")] = False,
+    serve_url: Annotated[str | None, typer.Option(help="serve's base URL (default: channels.serve_url).")] = None,
+    host: Annotated[str | None, typer.Option(help="Callback address (default: channels.host, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Callback port (default: channels.port, 8080).")] = None,
+) -> None:
+    """Connect the avatar to WeChat through an official channel; it answers through `serve`.
+
+    official-account: 公众号 followers (server callback); wecom: a WeCom app's members; kf: anyone
+    through 微信客服 (WeChat Customer Service); clawbot: you, from your phone (chat with your avatar, or
+    draft replies: `@name: their message`). Nobody is answered until listed in channels.allow (ClawBot:
+    its owner). Every message is logged to WORKSPACE/channels/log.jsonl. Settings: channels: in
+    avatar.yaml; how-to: docs/channels.md.
+    """
+    from wechat_avatar.channels import connect as channels
+
+    ws = Workspace(workspace)
+    if stop or resume:
+        if stop:
+            channels.stop(ws)
+            out.print(f"kill switch on ({ws.channel_stop}): channels stop answering; undo with --resume")
+        elif channels.resume(ws):
+            out.print("kill switch off: channels answer again")
+        else:
+            out.print("the kill switch was not on")
+        return
+    if channel is None:
+        raise UsageError("name a channel", hint="wechat-avatar connect official-account|wecom|kf|clawbot")
+    cfg = _config(config)
+    cfg.channels = _overlay(cfg.channels, {"serve_url": serve_url, "host": host, "port": port,
+                                           "draft_only": draft or None,
+                                           "api_key": cfg.channels.api_key or os.environ.get(API_KEY_ENV)})  # fmt: skip
+    channels.connect(channel, ws, cfg.channels, lambda line: err.print(Text(line)))
+
+
+@app.command()
 def types() -> None:
     """List message categories, their default placeholders, and which are dropped from training."""
     from wechat_avatar.categories import CATEGORIES

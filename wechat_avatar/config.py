@@ -415,6 +415,105 @@ class ServeConfig(Section):
     )
 
 
+class OfficialAccountConfig(Section):
+    """Official Account (公众号) server callback: followers chat with the avatar (`connect official-account`)."""
+
+    app_id: str = Field("", description="The account's AppID (wx + 16 characters): the receive id of safe mode.")
+    app_secret: str = Field("", description="AppSecret: only needed with customer_service (the access token).")
+    token: str = Field("", description="The Token set in the platform's message-push settings (3-32 characters).")
+    encoding_aes_key: str = Field(
+        "", description="EncodingAESKey (43 characters) for compatibility and safe mode; empty for plain mode."
+    )
+    api_base: str = Field("https://api.weixin.qq.com", description="WeChat's API base URL (a simulator in tests).")
+    path: str = Field(
+        "/wechat", description="The callback's path: the URL you give the platform is http(s)://HOST/PATH."
+    )
+    customer_service: bool = Field(
+        False,
+        description="Use the customer-service API (verified accounts and the test sandbox only) for the bubbles "
+        "after the first and for replies that miss the 5-second window; without it the bubbles are joined into "
+        "one passive reply.",
+    )
+    reply_window_s: float = Field(
+        4.5, gt=0, le=5, description="How long one callback waits for the model before it lets WeChat retry."
+    )
+    busy_reply: str = Field(
+        "正在思考中，请稍后再发一条消息。",
+        description="Said on WeChat's third and last try when the reply is still not ready (no customer service).",
+    )
+
+
+class WeComConfig(Section):
+    """WeCom (企业微信) self-built app callback; replies go out through message/send (`connect wecom`)."""
+
+    corp_id: str = Field("", description="CorpID (ww… / wx…): the receive id of every encrypted message.")
+    corp_secret: str = Field("", description="The app's Secret (for the access token).")
+    agent_id: int = Field(0, ge=0, description="The app's AgentId.")
+    token: str = Field("", description="The callback Token (3-32 characters).")
+    encoding_aes_key: str = Field("", description="The callback EncodingAESKey (43 characters).")
+    api_base: str = Field("https://qyapi.weixin.qq.com", description="WeCom's API base URL (a simulator in tests).")
+    path: str = Field("/wecom", description="The callback's path.")
+
+
+class KfConfig(Section):
+    """WeChat Customer Service (微信客服, WeCom KF): any WeChat user, through a link or QR (`connect kf`)."""
+
+    corp_id: str = Field("", description="The WeCom organisation's CorpID.")
+    secret: str = Field("", description="The 微信客服 Secret (for the access token).")
+    token: str = Field("", description="The callback Token (3-32 characters).")
+    encoding_aes_key: str = Field("", description="The callback EncodingAESKey (43 characters).")
+    api_base: str = Field("https://qyapi.weixin.qq.com", description="WeCom's API base URL (a simulator in tests).")
+    path: str = Field("/kf", description="The callback's path.")
+
+
+class ClawBotConfig(Section):
+    """ClawBot (Tencent's iLink bot API): the owner's console on the phone (`connect clawbot`)."""
+
+    base_url: str = Field("https://ilinkai.weixin.qq.com", description="The iLink API base URL (a simulator in tests).")
+    bot_type: str = Field("3", description="bot_type of the login QR code.")
+    channel_version: str = Field("2.0.0", description="base_info.channel_version sent with every request.")
+    long_poll_s: float = Field(35.0, gt=0, le=120, description="How long one getupdates call may be held.")
+    min_gap_s: float = Field(1.0, ge=0, le=60, description="Least time between two sends (iLink throttles bursts).")
+    max_bubbles: int = Field(8, ge=1, le=10, description="Most sends per incoming message (iLink allows ~10).")
+    backoff_s: float = Field(
+        60.0, ge=0, le=7200, description="Wait after a ret=-2 (rate limited) before sending again; doubles each time."
+    )
+    draft_friend: str = Field(
+        "朋友", min_length=1, description="Who a draft is for after /draft when the message names nobody (@name:)."
+    )
+
+
+class ChannelsConfig(Section):
+    """WeChat channels (`wechat-avatar connect CHANNEL`): who is answered, how bubbles are paced, where serve is."""
+
+    serve_url: str = Field("http://127.0.0.1:8000", description="The serve API's base URL (`wechat-avatar serve`).")
+    api_key: str | None = Field(None, description=f"serve's API key (or the {API_KEY_ENV} environment variable).")
+    timeout_s: float = Field(60.0, gt=0, le=600, description="How long one reply may take at serve.")
+    allow: list[str] = Field(
+        default_factory=list,
+        description='Who may be answered: OpenIDs, WeCom user ids, external_userids, iLink user ids; "*" = anyone. '
+        "Default nobody (ClawBot always answers its owner).",
+    )
+    names: dict[str, str] = Field(
+        default_factory=dict,
+        description="User id -> the friend name serve is told (a contact's remark uses that friend's history); "
+        "default CHANNEL:ID.",
+    )
+    draft_only: bool = Field(False, description="Generate and log replies for the owner, send nothing.")
+    host: str = Field("127.0.0.1", description="Address a callback channel listens on (put HTTPS in front of it).")
+    port: int = Field(8080, ge=0, le=65535, description="Port a callback channel listens on.")
+    max_skew_s: int = Field(300, ge=1, description="A callback whose timestamp is further off than this is refused.")
+    non_text_reply: str = Field("我现在只看得懂文字哦", description="The reply to images, voice, video, files.")
+    pace_min_s: float = Field(1.0, ge=0, le=60, description="Least pause between two bubbles.")
+    pace_per_char_s: float = Field(0.06, ge=0, le=5, description="Typing time per character of the next bubble.")
+    pace_max_s: float = Field(4.0, ge=0, le=120, description="Longest pause between two bubbles (before jitter).")
+    pace_jitter_s: float = Field(0.6, ge=0, le=60, description="Random extra pause, up to this much.")
+    official_account: OfficialAccountConfig = Field(default_factory=OfficialAccountConfig)
+    wecom: WeComConfig = Field(default_factory=WeComConfig)
+    kf: KfConfig = Field(default_factory=KfConfig)
+    clawbot: ClawBotConfig = Field(default_factory=ClawBotConfig)
+
+
 PRESETS_DIR = Path(__file__).parent / "presets"
 DEFAULT_PRESET = "tiny-cpu"
 
@@ -442,6 +541,7 @@ class AvatarConfig(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     chat: ChatConfig = Field(default_factory=ChatConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@
       rlhf/ranked.jsonl             scored candidates (rlhf sample | judge | label)
       memory/                       index of your own past exchanges (memory build)
       serve/                        the server's state: per-friend history (serve)
+      channels/                     log.jsonl, STOP (kill switch), <channel>.json cursors and credentials (connect)
       .stamps/<stage>.json          what settings each stage last ran with (run)
 
 Every stage takes a `Workspace` and asks it for paths; no other module spells one out.
@@ -133,6 +134,24 @@ class Workspace:
     def serve_state(self) -> Path:
         """SQLite file of per-friend conversation history, kept across restarts."""
         return self.serve / "state.db"
+
+    @property
+    def channels(self) -> Path:
+        return self.root / "channels"
+
+    @property
+    def channel_log(self) -> Path:
+        """Every message a channel received, sent, drafted or held back, one JSON line each."""
+        return self.channels / "log.jsonl"
+
+    @property
+    def channel_stop(self) -> Path:
+        """The kill switch: while this file exists no channel replies (`connect --stop` writes it)."""
+        return self.channels / "STOP"
+
+    def channel_state(self, channel: str) -> Path:
+        """A channel's cursor and credentials (mode 600)."""
+        return self.channels / f"{channel}.json"
 
     # --- run ------------------------------------------------------------------------------------------------
 
