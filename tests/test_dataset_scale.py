@@ -4,6 +4,12 @@ ones a direct, obviously-correct reading of the rule gives, and the ones a short
 from __future__ import annotations
 
 import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import run_cli
+from test_dataset import build
 
 from wechat_avatar.dataset.window import Line, windows
 
@@ -63,3 +69,22 @@ def test_a_long_session_gives_what_a_short_cut_of_it_gives() -> None:
     long = list(windows(session, 10))
     short = list(windows(session[:2000], 10))[:-1]
     assert short and long[: len(short)] == short
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_chats_sent_in_pieces_write_what_whole_chats_do(
+    export: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: bool
+) -> None:
+    """Stage 1 hands a busy chat to stage 2 in pieces: the files and the statistics are the same."""
+    from wechat_avatar.dataset import build as stage1
+
+    ws = tmp_path / "ws"
+    assert run_cli("ingest", export.out, "--workspace", ws).returncode == 0
+    whole = build(ws, test_ratio=0.2, session_gap_hours=0)
+    files = {p.relative_to(ws): p.read_bytes() for p in (ws / "dataset").rglob("*.jsonl")}
+    monkeypatch.setattr(stage1, "PIECE", 37)  # every chat of more than 37 messages goes in pieces
+    monkeypatch.setattr(stage1, "PARALLEL_MIN_MESSAGES", 1 if parallel else 10**9)
+    pieces = build(ws, test_ratio=0.2, session_gap_hours=0)
+    assert {p.relative_to(ws): p.read_bytes() for p in (ws / "dataset").rglob("*.jsonl")} == files
+    assert pieces.stats == whole.stats
+    assert max(pieces.stats.messages_per_chat.values()) > 37 * 3
