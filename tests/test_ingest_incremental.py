@@ -93,6 +93,22 @@ def test_android_resumes_after_the_last_msgid_and_full_rereads_all(
     assert full.read == MESSAGES and full.added == 0
 
 
+def test_android_reads_every_row_where_its_msgids_began_again(
+    exports: dict[str, tuple[SynthExport, SynthExport]], tmp_path: Path
+) -> None:
+    """The export's row under chat.db's last msgId is another message (as after a reinstall):
+    nothing is skipped on the strength of the ids."""
+    old, grown = exports["android"]
+    run(tmp_path, old)
+    conn = sqlite3.connect(tmp_path / "chat.db")
+    with conn:
+        conn.execute("UPDATE messages SET ts_ms = ts_ms + 1000 WHERE id = (SELECT max(id) FROM messages)")
+    conn.close()
+    report = run(tmp_path, grown)
+    assert report.read == MESSAGES and report.added == NEW
+    assert any("another message" in note for note in report.notes)
+
+
 def test_a_killed_incremental_ingest_leaves_the_store_as_it_was(
     exports: dict[str, tuple[SynthExport, SynthExport]], tmp_path: Path
 ) -> None:

@@ -63,6 +63,8 @@ class Stored(NamedTuple):
 
     newest: dict[str, int]  # chat id -> ts_ms of the newest message of this source in it
     last_id: str  # the source id of the last message stored (readers with ordered ids resume after it)
+    last_chat: str  # that message's chat and time: a reader checks its own row of that id is the same
+    last_ts_ms: int
 
 
 class KeySet:

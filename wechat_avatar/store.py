@@ -464,9 +464,9 @@ class Store:
             if row := self.conn.execute(newest_sql, (chat, source)).fetchone():
                 newest[chat] = row[0]
         last = self.conn.execute(
-            "SELECT source_id FROM messages WHERE source = ? ORDER BY id DESC LIMIT 1", (source,)
+            "SELECT source_id, chat_id, ts_ms FROM messages WHERE source = ? ORDER BY id DESC LIMIT 1", (source,)
         ).fetchone()
-        return Stored(newest, last[0]) if last else None
+        return Stored(newest, *last) if last else None
 
     def account(self) -> Account | None:
         row = self.conn.execute("SELECT wxid, nickname FROM account WHERE id = 1").fetchone()

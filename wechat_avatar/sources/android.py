@@ -232,11 +232,17 @@ class AndroidDb:
 
     def resume(self, stored: Stored) -> str:
         """Read only rows after the last msgId chat.db holds: WeChat numbers them in the order it
-        stores them, so a later export of the same phone holds the earlier rows under the same ids."""
-        if stored.last_id.isdigit():
-            self._after = int(stored.last_id)
-            return f"rows up to msgId {self._after} are in chat.db already: read from there on (--full re-reads all)"
-        return ""
+        stores them, so a later export of the same phone holds the earlier rows under the same ids.
+        Unless this database's row of that msgId is another message (WeChat reinstalled or the
+        phone changed, and the ids began again): then every row is read."""
+        if not stored.last_id.isdigit():
+            return ""
+        sql = f"SELECT talker, createTime FROM message WHERE msgId = {int(stored.last_id)}"  # one rowid lookup
+        row = next(self._rows(sql, tuples=True), None)
+        if row is None or (row[0], _int(row[1], "createTime")) != (stored.last_chat, stored.last_ts_ms):
+            return f"msgId {stored.last_id} is another message here than in chat.db: every row was read"
+        self._after = int(stored.last_id)
+        return f"rows up to msgId {self._after} are in chat.db already: read from there on (--full re-reads all)"
 
     def rows(self) -> Iterator[Sequence[Any]]:
         # content as bytes: some real rows are not valid UTF-8, and sqlite3 would raise on them;
