@@ -175,6 +175,9 @@ def ingest(
         str | None,
         typer.Option("--self", help="Your wxid, where an input does not say whose history it is (ingest.self_wxid)."),
     ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Re-read every row of a source chat.db already holds (ingest.incremental).")
+    ] = False,
 ) -> None:
     """Read WeChat exports into WORKSPACE/chat.db (re-ingesting adds nothing twice).
 
@@ -182,13 +185,15 @@ def ingest(
     folder, or --key; or already decrypted), or a folder of the seed's CSV exports of its
     message/rcontact/userinfo/chatroom tables; a decrypted PC WeChat 3.x Msg folder or 4.x
     db_storage; PyWxDump, MemoTrace or chatlog exports. Detected by content. Several at
-    once are merged: a message two sources hold is stored once.
+    once are merged: a message two sources hold is stored once. A later export of a source
+    already ingested is read incrementally: only what is newer than chat.db holds.
     """
     from wechat_avatar.ingest import ingest as run_ingest
     from wechat_avatar.store import Store
 
     cfg = _config(config)
     flags = {"imei": imei, "uin": uin, "key": key, "timezone": timezone, "self_wxid": self_wxid}
+    flags["incremental"] = False if full else None
     cfg.ingest = _overlay(cfg.ingest, flags, {"self_wxid": "--self"})
     if key:
         from wechat_avatar.android_crypto import check_key
@@ -288,7 +293,10 @@ def dataset(
     One sample per reply of yours, with the previous messages of the same session as
     context; your consecutive messages join with <s>. Personal data (phones, ID and card
     numbers, e-mails, wxids, addresses, URLs with tokens) is replaced by consistent
-    placeholders; the map back stays in WORKSPACE/private/.
+    placeholders; the map back stays in WORKSPACE/private/. Always rebuilt whole, in
+    time linear in the messages: conversation ids, the filler de-duplication and the
+    per-chat caps run in order over the whole history, so new messages move samples
+    everywhere after them.
     """
     from wechat_avatar.dataset.build import build_dataset
     from wechat_avatar.dataset.report import summary_lines
@@ -300,7 +308,7 @@ def dataset(
     cfg.dataset = _overlay(cfg.dataset, flags, {"formats": "--format", "session_gap_hours": "--session-gap"})
     ws = Workspace(workspace)
     with Store.open(ws, create=False) as store, _progress() as progress:
-        result = build_dataset(store, ws, cfg, progress("dataset", store.count("messages")))
+        result = build_dataset(store, ws, cfg, progress("dataset", store.count("messages")), progress)
     for line in summary_lines(result.stats):
         out.print(Text(line))
     out.print(f"wrote {len(result.files)} files to {result.path}; report: {ws.dataset_report}")

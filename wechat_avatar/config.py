@@ -58,6 +58,12 @@ class IngestConfig(Section):
         "of 20k+ messages (0 = do it all in the ingest process). Two keep a 2-core laptop busy.",
     )
     batch_size: int = Field(2000, ge=1, le=100_000, description="Messages written per INSERT batch.")
+    incremental: bool = Field(
+        True,
+        description="Re-ingesting a source chat.db already holds reads only what is newer (`ingest --full` to "
+        "re-read everything): per chat, messages older than the newest one stored are taken as stored, and a "
+        "reader that can (Android) starts after the last id stored.",
+    )
 
     @field_validator("timezone")
     @classmethod

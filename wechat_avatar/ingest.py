@@ -50,13 +50,25 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield chunk
 
 
-def prepare(task: Task, mapper: RowMapper, cfg: RenderConfig, scratch: Path) -> Prepared:
+def prepare(
+    task: Task, mapper: RowMapper, cfg: RenderConfig, scratch: Path, newest: dict[str, int] | None = None
+) -> Prepared:
     """Read (if a chunk), map, render and stage one batch (runs in a worker process for big
-    inputs). A chunk that stages itself may leave its image as a file in `scratch`."""
-    if not isinstance(task, list) and hasattr(task, "stage") and (done := task.stage(cfg, scratch)) is not None:
+    inputs). A chunk that stages itself may leave its image as a file in `scratch`.
+
+    `newest` (an incremental re-ingest): per chat, the time of the newest message chat.db holds
+    of this source; older messages of that chat are already stored, and are neither rendered nor
+    staged. Those of the same time go on, and the store's ON CONFLICT tells them apart."""
+    column_wise = newest is None and not isinstance(task, list) and hasattr(task, "stage")
+    if column_wise and (done := task.stage(cfg, scratch)) is not None:  # type: ignore[union-attr]
         return done  # the chunk mapped itself column-wise
     raw, unread, notes = (task, Counter(), Counter()) if isinstance(task, list) else task.read()
     messages, skipped, repaired = map_rows(raw, mapper)
+    already = 0
+    if newest:
+        read = len(messages)
+        messages = [m for m in messages if m.timestamp_ms >= newest.get(m.chat_id, m.timestamp_ms)]
+        already = read - len(messages)
     rendered = render_all(messages, cfg)
     rows = [message_row(m, r) for m, r in zip(messages, rendered, strict=True)]
     return Prepared(
@@ -69,6 +81,7 @@ def prepare(task: Task, mapper: RowMapper, cfg: RenderConfig, scratch: Path) -> 
         categories=Counter(r.category for r in rendered),
         statuses=Counter(r.status for r in rendered),
         notes=notes,
+        already=already,
     )
 
 
@@ -92,9 +105,11 @@ def tasks(source: Source, batch_size: int) -> Iterator[Task]:
     return iter(chunks) if chunks is not None else batched(source.rows(), batch_size)
 
 
-def prepared_batches(source: Source, cfg: AvatarConfig, parallel: bool) -> Iterator[Prepared]:
+def prepared_batches(
+    source: Source, cfg: AvatarConfig, parallel: bool, newest: dict[str, int] | None = None
+) -> Iterator[Prepared]:
     """Batches in input order; with `parallel`, workers prepare the next batches while this
-    process writes the current one."""
+    process writes the current one. `newest`: see `prepare`."""
     mapper, todo = source.row_mapper(), tasks(source, cfg.ingest.batch_size)
     # staged images handed over as files (memory-backed where Linux has /dev/shm), not through
     # a pipe: 0.2 s less copying at 1M messages; the folder goes with the ingest, whatever happens
@@ -102,39 +117,41 @@ def prepared_batches(source: Source, cfg: AvatarConfig, parallel: bool) -> Itera
         scratch = Path(folder)
         if not parallel:
             for task in todo:
-                yield prepare(task, mapper, cfg.render, scratch)
+                yield prepare(task, mapper, cfg.render, scratch, newest)
             return
         workers = cfg.ingest.render_workers
         context = multiprocessing.get_context(START_METHOD)
         with ProcessPoolExecutor(workers, mp_context=context, initializer=fresh_std_streams) as pool:
             pending: deque[tuple[Task, Future[Prepared] | None]] = deque()
             for task in todo:
-                pending.append((task, _submit(pool, task, mapper, cfg.render, scratch)))
+                pending.append((task, _submit(pool, task, mapper, cfg.render, scratch, newest)))
                 if len(pending) > 2 * workers:  # one queued behind each running: no worker waits for this process
-                    yield _collect(*pending.popleft(), mapper, cfg.render, scratch)
+                    yield _collect(*pending.popleft(), mapper, cfg.render, scratch, newest)
             while pending:
-                yield _collect(*pending.popleft(), mapper, cfg.render, scratch)
+                yield _collect(*pending.popleft(), mapper, cfg.render, scratch, newest)
 
 
 def _submit(
-    pool: ProcessPoolExecutor, task: Task, mapper: RowMapper, cfg: RenderConfig, scratch: Path
-) -> Future[Prepared] | None:
+    pool: ProcessPoolExecutor, task: Task, mapper: RowMapper, cfg: RenderConfig, scratch: Path,
+    newest: dict[str, int] | None = None,
+) -> Future[Prepared] | None:  # fmt: skip
     try:
-        return pool.submit(prepare, task, mapper, cfg, scratch)
+        return pool.submit(prepare, task, mapper, cfg, scratch, newest)
     except BrokenProcessPool:  # a worker could not start (e.g. no importable __main__)
         return None
 
 
 def _collect(
-    task: Task, future: Future[Prepared] | None, mapper: RowMapper, cfg: RenderConfig, scratch: Path
-) -> Prepared:
+    task: Task, future: Future[Prepared] | None, mapper: RowMapper, cfg: RenderConfig, scratch: Path,
+    newest: dict[str, int] | None = None,
+) -> Prepared:  # fmt: skip
     """A worker's result, or the batch prepared here if the worker is gone: nothing is lost."""
     try:
         if future is not None:
             return future.result()
     except BrokenProcessPool:
         pass
-    return prepare(task, mapper, cfg, scratch)
+    return prepare(task, mapper, cfg, scratch, newest)
 
 
 @dataclass
@@ -151,13 +168,14 @@ class SourceReport:
     statuses: Counter[str] = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)  # what the reader wants the user to know
     counted_notes: Counter[str] = field(default_factory=Counter)  # chunks' notes: template -> count
+    resumed_note: str = ""  # where an incremental re-ingest started reading, if the reader skipped ahead
 
     @property
     def already_stored(self) -> int:
         return self.read - self.added - self.merged
 
     def add(self, batch: Prepared, added: int, merged: int) -> None:
-        self.read += len(batch.keys)
+        self.read += len(batch.keys) + batch.already
         self.added += added
         self.merged += merged
         for mine, theirs in ((self.skipped, batch.skipped), (self.repaired, batch.repaired),
@@ -167,25 +185,46 @@ class SourceReport:
 
 
 def ingest_source(
-    store: Store, source: Source, cfg: AvatarConfig, advance: Callable[[int], None] | None = None
+    store: Store,
+    source: Source,
+    cfg: AvatarConfig,
+    advance: Callable[[int], None] | None = None,
+    progress: ProgressHook | None = None,
 ) -> SourceReport:
     report = SourceReport(source.kind, source.path, source.source_key)
-    with store.transaction(), store.deferred_index():
-        store.set_account(source.account())
-        store.upsert_contacts(source.contacts())
-        store.upsert_members(source.members())
-        parallel = cfg.ingest.render_workers > 0 and source.count() >= PARALLEL_MIN_MESSAGES
-        writer = store.writer(source.source_key)
-        for batch in prepared_batches(source, cfg, parallel):
-            report.add(batch, *writer.write_staged(batch.image, batch.ids, batch.keys, batch.chats))
-            if advance:
-                advance(len(batch.keys) + batch.skipped.total())
+    with store.transaction():
+        with store.deferred_index(progress):
+            store.set_account(source.account())
+            store.upsert_contacts(source.contacts())
+            store.upsert_members(source.members())
+            newest = resume(store, source, report) if cfg.ingest.incremental else None
+            parallel = cfg.ingest.render_workers > 0 and source.count() >= PARALLEL_MIN_MESSAGES
+            writer = store.writer(source.source_key)
+            for batch in prepared_batches(source, cfg, parallel, newest):
+                report.add(batch, *writer.write_staged(batch.image, batch.ids, batch.keys, batch.chats))
+                if advance:
+                    advance(len(batch.keys) + batch.already + batch.skipped.total())
+        report.added -= store.repeated_ids  # a bulk load's rows whose source id came before: stored once
         report.skipped.update(source.skipped)  # rows the reader itself could not split into fields
         # complete only once the rows are read
         report.notes = [*source.notes, *(note.format(n) for note, n in report.counted_notes.items())]
+        if report.resumed_note:
+            report.notes.append(report.resumed_note)
         store.record_ingest(source.source_key, source.kind, source.path, report.read, report.added,
                             report.skipped.total(), report.merged)  # fmt: skip
     return report
+
+
+def resume(store: Store, source: Source, report: SourceReport) -> dict[str, int] | None:
+    """An incremental re-ingest: what chat.db holds of this source already, told to the reader
+    (one with ordered ids reads only rows after the last one stored) and returned for `prepare`
+    (per chat, older messages are not rendered again). None where the source is new here."""
+    stored = store.stored(source.source_key)
+    if stored is None:
+        return None
+    if hasattr(source, "resume") and (note := source.resume(stored)):
+        report.resumed_note = note
+    return stored.newest
 
 
 def ingest(
@@ -204,7 +243,7 @@ def ingest(
         for source in sources:
             try:
                 advance = progress(f"{source.kind} {source.path.name}", source.count()) if progress else None
-                reports.append(ingest_source(store, source, cfg, advance))
+                reports.append(ingest_source(store, source, cfg, advance, progress))
             finally:
                 source.close()
     return reports

@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from wechat_avatar.canonical import Account, Contact, Member, Message
 from wechat_avatar.errors import UsageError, WorkspaceError
 from wechat_avatar.render import Rendered
-from wechat_avatar.staging import KEY, MESSAGE_COLUMNS, SOURCE_ID, hash64, message_row, staged
+from wechat_avatar.staging import KEY, MESSAGE_COLUMNS, SOURCE_ID, KeySet, Stored, hash64, message_row, staged
 from wechat_avatar.workspace import Workspace
 
 CHAT_TIME_INDEX = "CREATE INDEX messages_chat_time ON messages (chat_id, ts_ms)"
@@ -229,7 +231,8 @@ class Store:
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self.conn = conn
         self.path = path
-        self._loaded: set[str] | None = None  # source ids of a bulk load (see deferred_index)
+        self._bulk = False  # a bulk load into an empty store is under way (see deferred_index)
+        self.repeated_ids = 0  # rows the last bulk load dropped at its end: their source id came before
 
     @classmethod
     def open(cls, workspace: Workspace, *, create: bool = True) -> Store:
@@ -334,24 +337,53 @@ class Store:
         self.conn.executemany(_UPSERT_MEMBER, ((m.chat_id, m.wxid, m.display_name) for m in members))
 
     @contextmanager
-    def deferred_index(self) -> Iterator[None]:
+    def deferred_index(self, progress: Callable[[str, int], Callable[[int], None]] | None = None) -> Iterator[None]:
         """Bulk load into an empty store: build the message indexes once, after the rows.
 
         Sorting once is much cheaper than a million random B-tree inserts (1M messages: about
-        5 s saved). Meanwhile a source id seen twice is caught in Python (`_drop_repeats`).
+        5 s saved). A source id loaded twice is found when the unique index is built, and
+        only then (it is rare) dropped in SQL, keeping the first, with the ids renumbered as
+        ON CONFLICT DO NOTHING would have left them (`repeated_ids` says how many): nothing
+        is held per row meanwhile, so memory does not grow with the load.
         Use inside a transaction, so the indexes are never missing on disk.
         """
-        if self.count("messages"):
+        self.repeated_ids = 0
+        if self.conn.execute("SELECT 1 FROM messages LIMIT 1").fetchone():  # not count(*): a scan of them all
             yield
             return
         self.conn.execute("DROP INDEX messages_chat_time")
         self.conn.execute("DROP INDEX messages_source_id")
-        self._loaded = set()
+        self._bulk = True
         try:
             yield
         finally:
-            self._loaded = None
-        self.build_indexes(SOURCE_ID_INDEX, CHAT_TIME_INDEX)
+            self._bulk = False
+        done = progress("indexing chat.db", 1) if progress else None  # seconds at millions of rows: say so
+        try:
+            self.build_indexes(SOURCE_ID_INDEX)
+        except sqlite3.IntegrityError:
+            self.repeated_ids = self._drop_repeated_ids()
+            self.build_indexes(SOURCE_ID_INDEX)
+        self.build_indexes(CHAT_TIME_INDEX)
+        if done:
+            done(1)
+
+    def _drop_repeated_ids(self) -> int:
+        """After a bulk load (ids 1..n, one source): delete each row whose source id an earlier
+        row has, then number the rest 1..m again in order; returns how many were dropped."""
+        before = self.conn.total_changes
+        self.conn.execute(
+            "DELETE FROM messages WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER "
+            "(PARTITION BY source_id, source ORDER BY id) AS n FROM messages) WHERE n > 1)"
+        )
+        dropped = self.conn.total_changes - before
+        # negative first, so that no new id meets an old one half-way through
+        self.conn.execute(
+            "UPDATE messages SET id = -r.n FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM messages) r "
+            "WHERE messages.id = r.id"
+        )
+        self.conn.execute("UPDATE messages SET id = -id WHERE id < 0")
+        return dropped
 
     def build_indexes(self, *sqls: str) -> None:
         """CREATE INDEX over many rows, sorted in small runs on two threads.
@@ -396,33 +428,15 @@ class Store:
 
     def insert_staged(self, ids: list[str], chats: list[str] | None = None) -> int:
         """Insert the loaded batch, whose rows have these source ids (and are in these chats,
-        if known), no merging (SourceWriter decides that first); returns how many were new."""
-        if chats is not None and self._loaded is not None:  # a bulk load: every staged row is inserted
+        if known), no merging (SourceWriter decides that first); returns how many were new
+        (in a bulk load, all of them: see deferred_index for a source id loaded twice)."""
+        if chats is not None and self._bulk:  # a bulk load: every staged row is inserted
             self.conn.executemany(_ADD_CHAT, ((chat,) for chat in chats))
         else:
             self.conn.execute(_INSERT_CHATS)
-        if self._loaded is not None:
-            self._drop_repeats(ids)
         before = self.conn.total_changes
-        self.conn.execute(_INSERT_MESSAGES if self._loaded is None else _APPEND_MESSAGES)
+        self.conn.execute(_APPEND_MESSAGES if self._bulk else _INSERT_MESSAGES)
         return self.conn.total_changes - before
-
-    def _drop_repeats(self, ids: list[str]) -> None:
-        """In a bulk load (one source, no source-id index yet), drop staged rows whose source id
-        came before: the first is kept, as ON CONFLICT DO NOTHING would."""
-        assert self._loaded is not None
-        if self._loaded.isdisjoint(ids):  # the usual batch: all new, and (checked next) none twice
-            before = len(self._loaded)
-            self._loaded.update(ids)
-            if len(self._loaded) - before == len(ids):
-                return
-            self._loaded.difference_update(ids)  # all were new: this undoes the update
-        repeats = []
-        for rowid, sid in enumerate(ids, start=1):
-            if sid in self._loaded:
-                repeats.append((rowid,))
-            self._loaded.add(sid)
-        self.conn.executemany("DELETE FROM stage.rows WHERE rowid = ?", repeats)
 
     def writer(self, source: str) -> SourceWriter:
         """Where one source's rows go: see SourceWriter."""
@@ -438,6 +452,21 @@ class Store:
         )
 
     # --- reads --------------------------------------------------------------------------
+
+    def stored(self, source: str) -> Stored | None:
+        """What this source already stored, or None where nothing. One index descent per chat
+        (messages_chat_time, newest first) and one on the rowid: no scan of the messages."""
+        if not self.conn.execute("SELECT 1 FROM sources WHERE source = ?", (source,)).fetchone():
+            return None
+        newest_sql = "SELECT ts_ms FROM messages WHERE chat_id = ? AND source = ? ORDER BY ts_ms DESC LIMIT 1"
+        newest = {}
+        for (chat,) in self.conn.execute("SELECT id FROM chats").fetchall():
+            if row := self.conn.execute(newest_sql, (chat, source)).fetchone():
+                newest[chat] = row[0]
+        last = self.conn.execute(
+            "SELECT source_id, chat_id, ts_ms FROM messages WHERE source = ? ORDER BY id DESC LIMIT 1", (source,)
+        ).fetchone()
+        return Stored(newest, *last) if last else None
 
     def account(self) -> Account | None:
         row = self.conn.execute("SELECT wxid, nickname FROM account WHERE id = 1").fetchone()
@@ -531,7 +560,7 @@ class SourceWriter:
 
     def __init__(self, store: Store, source: str) -> None:
         self.store, self.conn, self.source = store, store.conn, source
-        self._seen: set[int] = set()
+        self._seen = KeySet()  # every merge key this ingest stored: 8 bytes each
         self._repeats: dict[int, int] = {}
         self._recorded = False  # in `sources`
         others = self.conn.execute("SELECT 1 FROM sources WHERE source != ? LIMIT 1", (source,))
@@ -561,9 +590,11 @@ class SourceWriter:
 
     def _number(self, keys: list[int]) -> None:
         fresh = set(keys)
-        earlier = fresh & self._seen  # keys an earlier batch already used
+        batch = np.fromiter(fresh, dtype=np.int64, count=len(fresh))
+        hit = self._seen.found(batch)
+        earlier = set(batch[hit].tolist())  # keys an earlier batch already used
         repeated = earlier if len(fresh) == len(keys) else earlier | {k for k, n in Counter(keys).items() if n > 1}
-        self._seen |= fresh
+        self._seen.add(batch[~hit])
         if not repeated:  # the usual batch
             return
         first, renumbered = set(), []

@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import queue
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +37,19 @@ from wechat_avatar.store import DatasetRow, Store
 from wechat_avatar.workspace import MANIFEST_FILE, REPORT_FILE, Workspace
 
 PARALLEL_MIN_MESSAGES = 20_000  # below this, starting the writer process costs more than it saves
+PIECE = 50_000  # a chat's lines are handed to stage 2 (and counted in the bar) this many at a time
+
+# Given a description and a total, returns the function to call with advances (as ingest's).
+ProgressHook = Callable[[str, int | None], Callable[[int], None]]
+
+
+@contextmanager
+def step(progress: ProgressHook | None, what: str) -> Iterator[None]:
+    """One step as a bar of one: the user sees what runs now, and for how long."""
+    done = progress(what, 1) if progress else None
+    yield
+    if done:
+        done(1)
 
 
 @dataclass
@@ -85,34 +98,54 @@ class Builder:
         self.day_offsets: dict[int, int] = {}
         self.written = Written(DatasetStats())
 
-    def run(self, advance: Callable[[int], None] | None = None) -> None:
+    def run(self, advance: Callable[[int], None] | None = None, progress: ProgressHook | None = None) -> None:
         parallel = self.store.count("messages") >= PARALLEL_MIN_MESSAGES
         with stage2(self.dcfg, self.self_name, self.out, parallel) as sink:
             for chat_id, rows in groupby(self.store.dataset_rows(), key=lambda r: r.chat_id):
-                chat_rows = list(rows)
-                if (chat := self._chat(chat_id, chat_rows)) is not None:
-                    sink.send(chat)
-                if advance:
-                    advance(len(chat_rows))
-            _warm_up()  # while the writer process works through its last chats
-            self.written = sink.finish()
+                self._chat(chat_id, rows, sink.send, advance)
+            with step(progress, "dataset: writing the last chats"):
+                _warm_up()  # while the writer process works through its last chats
+                self.written = sink.finish()
         _merge(self.stats, self.written.stats)
 
-    def _chat(self, chat_id: str, rows: list[DatasetRow]) -> ChatLines | None:
+    def _chat(
+        self,
+        chat_id: str,
+        rows: Iterable[DatasetRow],
+        send: Callable[[ChatLines, bool], None],
+        advance: Callable[[int], None] | None,
+    ) -> None:
+        """One chat's rows, read once as they stream from the store: counted, and unless the
+        whole chat is left out, sent on as Lines in pieces of PIECE (`send(lines, more)`), so that
+        this process never holds a busy chat whole."""
         chat_kind, chat_name, contact_kind = self.names.chat(chat_id)
         chat_name = self.pseudo(chat_name)  # an unnamed chat is known only by its wxid or room id
         st = self.stats
-        st.store_messages += len(rows)
-        st.messages_per_chat[chat_name] += len(rows)
-        st.messages_per_category.update(row.category for row in rows)
-        hours = st.activity_by_hour
+        reason = chat_reason(self.dcfg, chat_id, chat_name, chat_kind, contact_kind)
+        is_group = chat_kind == "group"
+        lines: list[Line] = []
+        flagged: dict[str, set[int]] = {"profane": set(), "blocked": set()}
+        speakers: dict[str, str] = {}  # sender -> pseudonymised display name (a name can be a wxid)
+        categories, hours, read = st.messages_per_category, st.activity_by_hour, 0
         for row in rows:
+            read += 1
+            categories[row.category] += 1
             hours[self._local_hour(row.ts_ms)] += 1
-        if reason := chat_reason(self.dcfg, chat_id, chat_name, chat_kind, contact_kind):
-            st.drop_reasons[reason] += len(rows)
-            return None
-        lines, flagged = self._lines(chat_id, rows)
-        return ChatLines(chat_id, chat_name, chat_kind == "group", lines, flagged["profane"], flagged["blocked"])
+            if not reason:
+                self._line(chat_id, row, lines, flagged, speakers)
+                if len(lines) >= PIECE:
+                    send(ChatLines(chat_id, chat_name, is_group, lines, flagged["profane"], flagged["blocked"]), True)
+                    lines, flagged = [], {"profane": set(), "blocked": set()}
+            if advance and not read % PIECE:
+                advance(PIECE)
+        st.store_messages += read
+        st.messages_per_chat[chat_name] += read
+        if reason:
+            st.drop_reasons[reason] += read
+        else:
+            send(ChatLines(chat_id, chat_name, is_group, lines, flagged["profane"], flagged["blocked"]), False)
+        if advance and read % PIECE:
+            advance(read % PIECE)
 
     def _local_hour(self, ts_ms: int) -> int:
         """Hour of day in the user's zone; the UTC offset is looked up once per UTC day."""
@@ -123,26 +156,24 @@ class Builder:
             offset = self.day_offsets[day] = int(utc_offset.total_seconds()) if utc_offset else 0
         return (seconds + offset) // 3600 % 24
 
-    def _lines(self, chat_id: str, rows: list[DatasetRow]) -> tuple[list[Line], dict[str, set[int]]]:
-        """Eligible messages as Lines (pseudonymised, masked); others counted by reason."""
-        lines: list[Line] = []
-        flagged: dict[str, set[int]] = {"profane": set(), "blocked": set()}
-        speakers: dict[str, str] = {}  # sender -> pseudonymised display name (a name can be a wxid)
-        for msg_id, _, sender, is_self, ts_ms, category, status, text in rows:
-            if reason := message_reason(status, category, text):
-                self.stats.drop_reasons[reason] += 1
-                continue
-            if len(text) > 5:  # nothing shorter can be PII (the shortest, an e-mail, is a@b.cn)
-                text = self.pseudo(text)
-            if self.dcfg.mark_profanity and is_self and PROFANITY_PATTERN.search(text):  # one bubble: no <s> to split
-                flagged["profane"].add(msg_id)
-            if self.blocked.found(text):
-                flagged["blocked"].add(msg_id)
-                text = self.blocked.mask(text)
-            if (name := speakers.get(sender)) is None:
-                name = speakers[sender] = self.pseudo(self.names.sender(chat_id, sender, is_self) or "系统")
-            lines.append(Line(msg_id, bool(is_self), name, text, category, ts_ms))
-        return lines, flagged
+    def _line(
+        self, chat_id: str, row: DatasetRow, lines: list[Line], flagged: dict[str, set[int]], speakers: dict[str, str]
+    ) -> None:
+        """An eligible message as a Line (pseudonymised, masked); another counted by reason."""
+        msg_id, _, sender, is_self, ts_ms, category, status, text = row
+        if reason := message_reason(status, category, text):
+            self.stats.drop_reasons[reason] += 1
+            return
+        if len(text) > 5:  # nothing shorter can be PII (the shortest, an e-mail, is a@b.cn)
+            text = self.pseudo(text)
+        if self.dcfg.mark_profanity and is_self and PROFANITY_PATTERN.search(text):  # one bubble: no <s> to split
+            flagged["profane"].add(msg_id)
+        if self.blocked.found(text):
+            flagged["blocked"].add(msg_id)
+            text = self.blocked.mask(text)
+        if (name := speakers.get(sender)) is None:
+            name = speakers[sender] = self.pseudo(self.names.sender(chat_id, sender, is_self) or "系统")
+        lines.append(Line(msg_id, bool(is_self), name, text, category, ts_ms))
 
 
 def _merge(stats: DatasetStats, samples: DatasetStats) -> None:
@@ -158,12 +189,34 @@ def _merge(stats: DatasetStats, samples: DatasetStats) -> None:
     stats.examples = samples.examples
 
 
+class Pieces:
+    """A chat that stage 1 sent in pieces, put back together for stage 2 (which, cutting
+    sessions and windows, sees it whole)."""
+
+    def __init__(self) -> None:
+        self.parts: list[ChatLines] = []
+
+    def add(self, chat: ChatLines, more: bool) -> ChatLines | None:
+        """The whole chat once its last piece came, else None."""
+        self.parts.append(chat)
+        if more:
+            return None
+        parts, self.parts = self.parts, []
+        if len(parts) == 1:
+            return parts[0]
+        return parts[0]._replace(lines=[line for part in parts for line in part.lines],
+                                 profane=set().union(*(p.profane for p in parts)),
+                                 blocked=set().union(*(p.blocked for p in parts)))  # fmt: skip
+
+
 class _InProcess:
     def __init__(self, writer: SampleWriter) -> None:
         self.writer = writer
+        self.pieces = Pieces()
 
-    def send(self, chat: ChatLines) -> None:
-        self.writer.chat(chat)
+    def send(self, chat: ChatLines, more: bool = False) -> None:
+        if (whole := self.pieces.add(chat, more)) is not None:
+            self.writer.chat(whole)
 
     def finish(self) -> Written:
         return self.writer.close()
@@ -182,10 +235,10 @@ class _InWorker:
                                    name="dataset-writer", daemon=True)  # fmt: skip
         self.process.start()
 
-    def send(self, chat: ChatLines | None) -> None:
+    def send(self, chat: ChatLines | None, more: bool = False) -> None:
         while True:
             try:
-                self.inbox.put(chat, timeout=1)
+                self.inbox.put(None if chat is None else (chat, more), timeout=1)
                 return
             except queue.Full:
                 self._check()
@@ -217,8 +270,10 @@ def _stage2_main(inbox: Any, outbox: Any, cfg: DatasetConfig, self_name: str, ou
     fresh_std_streams()
     try:
         writer = SampleWriter(cfg, self_name, out)
-        while (chat := inbox.get()) is not None:
-            writer.chat(chat)
+        pieces = Pieces()
+        while (item := inbox.get()) is not None:
+            if (whole := pieces.add(*item)) is not None:
+                writer.chat(whole)
         outbox.put(("ok", writer.close()))
     except BaseException as error:  # reported to the parent, which raises it as one line
         outbox.put(("error", f"{type(error).__name__}: {error}"))
@@ -261,8 +316,14 @@ def _warm_up() -> None:
 
 
 def build_dataset(
-    store: Store, workspace: Workspace, cfg: AvatarConfig, advance: Callable[[int], None] | None = None
+    store: Store,
+    workspace: Workspace,
+    cfg: AvatarConfig,
+    advance: Callable[[int], None] | None = None,
+    progress: ProgressHook | None = None,
 ) -> DatasetResult:
+    """`advance` counts the messages read; `progress` (the same hook as ingest's) shows the
+    steps after them, each a bar of its own, so that no step runs silent."""
     if store.account() is None or store.count("messages") == 0:
         raise UsageError(
             f"{store.path} has no messages", hint="run `wechat-avatar ingest EXPORT --workspace DIR` first"
@@ -273,7 +334,7 @@ def build_dataset(
     try:
         builder = Builder(store, cfg, tmp)
         with quiet_gc():
-            builder.run(advance)
+            builder.run(advance, progress)
         stats = builder.stats
         if not stats.samples.total():
             top = ", ".join(f"{r} {n}" for r, n in stats.drop_reasons.most_common(3))
@@ -281,7 +342,8 @@ def build_dataset(
                 f"no samples: all {stats.store_messages} messages were dropped ({top})",
                 hint="check dataset.only_chats / exclude_chats / include_groups in avatar.yaml",
             )
-        _finish(builder, store, tmp)
+        with step(progress, "dataset: token lengths and report"):
+            _finish(builder, store, tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

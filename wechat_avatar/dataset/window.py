@@ -77,13 +77,14 @@ def windows(session: list[Line], window: int) -> Iterator[tuple[list[list[Line]]
 
     The context is the `window` messages before the reply's first bubble, cut to start with a
     user turn (Firefly pairs need one; a leading turn of yours is context of nothing). Turns
-    are shared between windows, not copied: only the earliest, cut one is new.
+    are shared between windows, not copied: only the earliest, cut one is new. Each reply
+    looks back over at most `window` turns, so a session costs O(lines), however long.
     """
     turns = runs(session)
     for k, reply in enumerate(turns):
         if not reply[0].is_self:
             continue
-        if seen := context(turns[:k], window):
+        if seen := context_before(turns, k, window):
             yield seen, reply
 
 
@@ -92,13 +93,20 @@ def context(turns: list[list[Line]], window: int) -> list[list[Line]]:
 
     What a reply gets to see: the dataset cuts each sample's context with it, and serving
     cuts the conversation so far the same way (dataset/prompt.py)."""
+    return context_before(turns, len(turns), window)
+
+
+def context_before(turns: list[list[Line]], end: int, window: int) -> list[list[Line]]:
+    """`context(turns[:end], window)` without copying `turns[:end]`: walks back from `end`
+    by index, over at most `window` turns (each holds at least one message)."""
     seen: list[list[Line]] = []
     budget = window
-    for turn in reversed(turns):
-        if budget <= 0:
-            break
+    i = end - 1
+    while i >= 0 and budget > 0:
+        turn = turns[i]
         seen.append(turn if len(turn) <= budget else turn[-budget:])
         budget -= len(turn)
+        i -= 1
     seen.reverse()
     while seen and seen[0][0].is_self:
         seen.pop(0)

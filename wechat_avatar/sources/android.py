@@ -27,6 +27,7 @@ from wechat_avatar import android_crypto
 from wechat_avatar.canonical import Account, Contact, ContactKind, Member, Message, contact_kind
 from wechat_avatar.errors import SourceFormatError
 from wechat_avatar.sources.base import BadRecord, RowMapper, decode_text, roomdata_names
+from wechat_avatar.staging import Stored
 
 # Android packs the appmsg subtype into the high bits of `type`; these codes are not
 # recoverable from `type & 0xFFFF` alone (reference/wechat-formats.md §1.4).
@@ -175,6 +176,7 @@ class AndroidDb:
         self.has_chatroom = has_chatroom
         self.skipped: Counter[str] = Counter()
         self.notes: list[str] = []
+        self._after = 0  # msgId after which rows() starts (an incremental re-ingest, see `resume`)
         self._account = account_from_userinfo(self._rows("SELECT id, value FROM userinfo"), path.name)
 
     @classmethod
@@ -226,13 +228,28 @@ class AndroidDb:
 
     def count(self) -> int:
         # msgId is the rowid: max() is one B-tree descent, count(*) would decrypt every page
-        return next(self._rows("SELECT coalesce(max(msgId), 0) AS n FROM message"))["n"]
+        return max(0, next(self._rows("SELECT coalesce(max(msgId), 0) AS n FROM message"))["n"] - self._after)
+
+    def resume(self, stored: Stored) -> str:
+        """Read only rows after the last msgId chat.db holds: WeChat numbers them in the order it
+        stores them, so a later export of the same phone holds the earlier rows under the same ids.
+        Unless this database's row of that msgId is another message (WeChat reinstalled or the
+        phone changed, and the ids began again): then every row is read."""
+        if not stored.last_id.isdigit():
+            return ""
+        sql = f"SELECT talker, createTime FROM message WHERE msgId = {int(stored.last_id)}"  # one rowid lookup
+        row = next(self._rows(sql, tuples=True), None)
+        if row is None or (row[0], _int(row[1], "createTime")) != (stored.last_chat, stored.last_ts_ms):
+            return f"msgId {stored.last_id} is another message here than in chat.db: every row was read"
+        self._after = int(stored.last_id)
+        return f"rows up to msgId {self._after} are in chat.db already: read from there on (--full re-reads all)"
 
     def rows(self) -> Iterator[Sequence[Any]]:
-        # content as bytes: some real rows are not valid UTF-8, and sqlite3 would raise on them
+        # content as bytes: some real rows are not valid UTF-8, and sqlite3 would raise on them;
+        # msgId is the rowid, so `msgId > after` starts there without reading the rows before
         yield from self._rows(
             "SELECT msgId, msgSvrId, type, isSend, createTime, talker, CAST(content AS BLOB) "
-            "FROM message ORDER BY msgId",
+            f"FROM message WHERE msgId > {int(self._after)} ORDER BY msgId",
             tuples=True,
         )
 

@@ -61,10 +61,12 @@ def synth_android(
     imei: str = DEFAULT_IMEI,
     uin: str = DEFAULT_UIN,
     progress: Callable[[int], None] | None = None,
+    leave_out_newest: int = 0,
 ) -> SynthResult:
-    """Generate a deterministic export of `messages` messages into `out` (see module docstring)."""
-    if messages < 0:
-        raise UsageError(f"messages must be ≥ 0, got {messages}")
+    """Generate a deterministic export of `messages` messages into `out` (see module docstring);
+    `leave_out_newest`: the same history exported that many messages earlier."""
+    if messages < 0 or not 0 <= leave_out_newest <= messages:
+        raise UsageError(f"messages must be ≥ 0 and leave_out_newest within them, got {messages}, {leave_out_newest}")
     out = Path(out)
     csv_dir, prefs_dir, db_path = out / "csv", out / "shared_prefs", out / "EnMicroMsg.db"
     for folder in (csv_dir, prefs_dir):
@@ -72,14 +74,14 @@ def synth_android(
     db_path.unlink(missing_ok=True)  # SQLCipher would otherwise append to an old export
     rng = random.Random(seed)
     cast = make_cast(rng)
-    history = History(cast, messages, rng)
+    history = History(cast, messages, rng, stop=messages - leave_out_newest)
     key = android_key(imei, uin)
     _write_db(db_path, key, cast, uin, history, csv_dir, progress)
     _write_prefs(prefs_dir, uin)
     manifest_path = out / "synth.json"
     made = manifest(cast, history, seed=seed, imei=imei, uin=uin, key=key)
     manifest_path.write_text(json.dumps(made, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    return SynthResult(out, db_path, csv_dir, prefs_dir, manifest_path, messages, cast.me.wxid, key)
+    return SynthResult(out, db_path, csv_dir, prefs_dir, manifest_path, history.count, cast.me.wxid, key)
 
 
 def _write_db(

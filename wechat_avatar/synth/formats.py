@@ -45,25 +45,32 @@ class SynthExport:
 
 
 def synth_export(
-    out: Path, fmt: str = "android", messages: int = 5000, seed: int = 0, progress: Callable[[int], None] | None = None
+    out: Path,
+    fmt: str = "android",
+    messages: int = 5000,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+    leave_out_newest: int = 0,
 ) -> SynthExport:
+    """`leave_out_newest`: the same history exported that many messages earlier (a grown export's
+    predecessor: its messages have the same ids in the later one)."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown synth format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
-    if messages < 0:
-        raise UsageError(f"messages must be ≥ 0, got {messages}")
+    if messages < 0 or not 0 <= leave_out_newest <= messages:
+        raise UsageError(f"messages must be ≥ 0 and leave_out_newest within them, got {messages}, {leave_out_newest}")
     out = Path(out)
     if fmt == "android":
-        r = synth_android(out, messages=messages, seed=seed, progress=progress)
+        r = synth_android(out, messages=messages, seed=seed, progress=progress, leave_out_newest=leave_out_newest)
         return SynthExport(fmt, r.out, r.out, r.manifest_path, r.messages, r.self_wxid)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)  # the same draws, in the same order, as synth_android
     cast = make_cast(rng)
-    history = History(cast, messages, rng)
+    history = History(cast, messages, rng, stop=messages - leave_out_newest)
     path = _WRITERS[fmt](out, cast, _ticking(history.events(), progress), messages)
     manifest_path = out / "synth.json"
     made = manifest(cast, history, format=fmt, seed=seed, ingest_path=str(path.relative_to(out)))
     manifest_path.write_text(json.dumps(made, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    return SynthExport(fmt, out, path, manifest_path, messages, cast.me.wxid)
+    return SynthExport(fmt, out, path, manifest_path, history.count, cast.me.wxid)
 
 
 def _ticking(events: Iterable[Event], progress: Callable[[int], None] | None) -> Iterator[Event]:

@@ -59,10 +59,12 @@ class Event(NamedTuple):
 
 
 class History:
-    """Generates exactly `n` events, oldest first."""
+    """Generates exactly `n` events, oldest first; with `stop`, only the first `stop` of them (the
+    same history exported earlier: a later export of it holds these events and more)."""
 
-    def __init__(self, cast: Cast, n: int, rng: random.Random) -> None:
+    def __init__(self, cast: Cast, n: int, rng: random.Random, stop: int | None = None) -> None:
         self.cast, self.n, self.rng = cast, n, rng
+        self.stop = n if stop is None else min(n, stop)
         self.scenes = Scenes(cast, rng)
         self.clock = Clock(rng, n / MEAN_SESSION_LEN)
         self._schedule = schedule(rng, n)
@@ -86,11 +88,11 @@ class History:
         return set(self._last_ms)
 
     def events(self) -> Iterator[Event]:
-        while self.count < self.n:
+        while self.count < self.stop:
             self.scenes.now_s = self.clock.next_session() // 1000
             for draft in self._session():
                 yield self._event(draft)
-                if self.count >= self.n:
+                if self.count >= self.stop:
                     return
 
     # -- choosing the session -----------------------------------------------------------------
