@@ -121,7 +121,7 @@ def _dataset(workspace: Workspace, cfg: AvatarConfig, progress: Progress | None)
 
     with Store.open(workspace, create=False) as store:
         advance = progress("dataset", store.count("messages")) if progress else None
-        build_dataset(store, workspace, cfg, advance)
+        build_dataset(store, workspace, cfg, advance, progress)
     samples = json.loads(workspace.manifest.read_text(encoding="utf-8"))["samples"]
     return f"{samples['train']} train / {samples['test']} test samples; report: {workspace.dataset_report}"
 
