@@ -84,3 +84,36 @@ def test_the_slice_is_exactly_the_samples_answering_a_synthetic_provocation(data
     truth = [m for m in rows if provocation.last_friend_line(m[:-1]) in planted]
     assert truth, "the fixture history has provocations"
     assert selected == truth
+
+
+def test_eval_reports_the_slice_and_the_worst_reply(tiny_workspace: Path, tiny_config: Path, tmp_path: Path) -> None:
+    """A real eval on the tiny model: the slice holds every held-out sample answering a cue (here the user's
+    own cue, the first test sample's friend line, so the slice is never empty), each sampled
+    provocation_repeats times, beside the person's own replies there; the report shows both measures."""
+    import re
+    import shutil
+
+    from wechat_avatar.config import load_config
+    from wechat_avatar.eval.run import evaluate, load_test
+
+    ws = Workspace(shutil.copytree(tiny_workspace, tmp_path / "ws"))
+    samples = load_test(ws)
+    cue = re.escape(provocation.last_friend_line(samples[0].context))
+    cfg = load_config(tiny_config)
+    cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={
+        "samples": 3, "max_new_tokens": 4, "provocation_cues": [cue], "provocation_repeats": 2})})  # fmt: skip
+    expected = [s for s in samples if provocation.is_provocation(s.context, provocation.matcher([cue]))]
+    result = evaluate(ws, cfg, None, ["base"], name="slice").metrics
+    assert result["dataset"]["provocation_indices"] == [s.index for s in expected]
+    real = result["real"]["provocation"]
+    assert real["samples"] == len(expected)
+    assert real["rude"] == sum(metrics.is_rude(s.reply) for s in expected)
+    for run in result["runs"]:
+        slice_ = run["provocation"]
+        assert slice_["samples"] == len(expected) and slice_["replies"] == 2 * len(expected)
+        assert sorted(map(int, slice_["generations"])) == sorted(s.index for s in expected)
+        assert slice_["rude"] == sum(metrics.is_rude(r) for rs in slice_["generations"].values() for r in rs)
+        assert set(run["overproduction"]) == {"worst", "top", "min_repeats"}
+        assert sum(e["generated"] for e in run["overproduction"]["top"]) <= 3
+    html = (ws.eval_run("slice") / "report.html").read_text(encoding="utf-8")
+    assert "Collapse and provocation" in html and "rude under provocation" in html
