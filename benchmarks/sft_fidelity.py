@@ -43,13 +43,14 @@ BEFORE: dict[str, Any] = {
 }
 VARIANTS: dict[str, dict[str, Any]] = {
     "before": BEFORE,
-    "before, eval T=1.0 top_p=1": {**BEFORE, "eval": {"temperature": 1.0, "top_p": 1.0}},
     "before, lr 2e-4": {**BEFORE, "sft": {**BEFORE["sft"], "learning_rate": 2.0e-4}},
     "before, 1 epoch": {**BEFORE, "sft": {**BEFORE["sft"], "epochs": 1}},
     "before, loss on last reply": {**BEFORE, "sft": {**BEFORE["sft"], "loss_on": "last"}},
+    "before, LoRA all-linear r 64": {**BEFORE, "sft": {**BEFORE["sft"], "lora_targets": ["all-linear"],
+                                                       "lora_r": 64, "lora_alpha": 128}},
     "before, pretrain 600 steps": {**BEFORE, "model": {"tiny": {"pretrain_steps": 600}}},
-    "after": {},
-}
+    "after": {},  # the tiny-cpu preset as shipped: the same training, sampled at T 1.0 / top_p 1.0
+}  # fmt: skip
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -121,14 +122,44 @@ def run_variant(root: Path, data: Workspace, name: str, cfg: AvatarConfig) -> di
         shutil.copytree(ws.adapter(), trained, ignore=shutil.ignore_patterns("checkpoints"))
     print(f"[{name}] eval", flush=True)
     result = evaluate(ws, cfg, None, ["base"], name="fidelity").metrics
-    return {"result": result, "sft": {k: summary[k] for k in ("steps", "eval_loss_before", "eval_loss_after")}}
+    use = {label: context_use(ws, cfg, path) for label, path in (("sft", ws.adapter()), ("base", None))}
+    steps = {k: summary[k] for k in ("steps", "eval_loss_before", "eval_loss_after")}
+    return {"result": result, "sft": steps, "context_use": use}
+
+
+def context_use(ws: Workspace, cfg: AvatarConfig, adapter: Path | None, n: int = 60) -> float:
+    """How much the model reads the context: the mean of log p(real reply | its own context) minus
+    log p(the same reply | another held-out sample's context), in nats per reply (0: context ignored)."""
+    import random
+
+    import torch
+
+    from wechat_avatar.eval.run import load_test
+    from wechat_avatar.generate import prompt_text
+    from wechat_avatar.models.load import load_for_inference
+
+    loaded = load_for_inference(ws, cfg, adapter)
+    model, tok = loaded.model, loaded.tokenizer
+    samples = load_test(ws)[:n]
+
+    def logp(context: list[dict[str, str]], reply: str) -> float:
+        prompt = tok(prompt_text(tok, context), add_special_tokens=False)["input_ids"][-(cfg.sft.max_length // 2) :]
+        answer = tok(reply + "<|im_end|>", add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = model(torch.tensor([prompt + answer])).logits[0].log_softmax(-1)
+        return sum(logits[len(prompt) + i - 1, t].item() for i, t in enumerate(answer))
+
+    other = list(range(len(samples)))
+    random.Random(0).shuffle(other)
+    gaps = [logp(s.context, s.reply) - logp(samples[j].context, s.reply) for s, j in zip(samples, other, strict=True)]
+    return sum(gaps) / len(gaps)
 
 
 def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def row(name: str, result: dict[str, Any]) -> list[str]:
+def row(name: str, result: dict[str, Any], use: dict[str, float]) -> list[str]:
     runs = {run["kind"]: run for run in result["runs"]}
     real = result["real"]
     sft, base = runs["adapter"], runs["base"]
@@ -154,11 +185,13 @@ def row(name: str, result: dict[str, Any]) -> list[str]:
         f"{share(sft['provocation'])} / {share(base['provocation'])} (person {share(real['provocation'])}, "
         f"train {share(real['provocation']['train'])})",
         f"{100 * sft['civility']['rude_share']:.0f} %",
+        f"{use['sft']:.2f} / {use['base']:.2f}",
     ]
 
 
 HEADERS = ["variant", "perplexity SFT / base", "BLEU-4", "ROUGE-L", "distinct-1", "style gap",
-           "most over-produced reply", "rude under provocation", "rude (general)"]  # fmt: skip
+           "most over-produced reply", "rude under provocation", "rude (general)",
+           "context use (nats/reply)"]  # fmt: skip
 
 
 def main() -> None:
@@ -183,7 +216,7 @@ def main() -> None:
     rows = []
     for name in names:
         out = run_variant(root, data, name, config_for(VARIANTS[name], args.samples))
-        rows.append(row(name, out["result"]))
+        rows.append(row(name, out["result"], out["context_use"]))
         (root / "results.jsonl").open("a", encoding="utf-8").write(
             json.dumps({"variant": name, **out}, ensure_ascii=False) + "\n")  # fmt: skip
         print(" | ".join(rows[-1]), flush=True)
