@@ -316,6 +316,15 @@ class EvalConfig(Section):
     compare_base: bool = Field(
         True, description="`run` also scores the base model without the adapter, side by side (eval: --compare base)."
     )
+    provocation_cues: list[str] = Field(
+        default_factory=list,
+        description="Regular expressions that mark a friend's message as a provocation, added to the built-in "
+        "taunts (eval/provocation.py): the held-out samples answering one form the provocation slice, whose "
+        "rude share is reported apart from the general split.",
+    )
+    provocation_repeats: int = Field(
+        5, ge=1, le=100, description="Replies sampled per provocation sample (the slice is small; more is steadier)."
+    )
 
 
 class ChatConfig(Section):

@@ -209,3 +209,38 @@ def text_metrics(generated: Sequence[str], references: Sequence[str]) -> dict[st
 def _same_length(generated: Sequence[str], references: Sequence[str]) -> None:
     if len(generated) != len(references):
         raise ValueError(f"{len(generated)} generated replies for {len(references)} references")
+
+
+# --- collapse ---------------------------------------------------------------------------------------------------
+
+MIN_REPEATS = 3  # a reply generated fewer times than this is not "over-produced", whatever its real share
+
+
+def _normal(reply: str) -> str:
+    return BUBBLE.join(bubbles(reply))  # "好的捏 " and "好的捏" are one reply
+
+
+def overproduction(generated: Sequence[str], real: Sequence[str], top: int = 5) -> dict[str, Any]:
+    """The replies a model writes more often than the person does: for each distinct generated reply, its
+    share among `generated` divided by its share among the person's `real` replies (held-out).
+
+    Only replies generated at least MIN_REPEATS times are ranked: with ~100 generations, a reply the
+    person wrote once in 200 that the model writes twice is sampling noise, not a collapse. A reply the
+    person never wrote counts as written once (a floor, so its ratio is finite and still large).
+    worst: the reply with the highest ratio, with its counts; top: the `top` most generated replies.
+    A well-matched model stays at or under ~1.5 (issue 13's target); a model that answers everything
+    with one filler scores its share over the person's, e.g. 0.37 / 0.09 = 4.1.
+    """
+    gen, ref = Counter(map(_normal, generated)), Counter(map(_normal, real))
+    n_gen, n_ref = len(generated), len(real)
+
+    def entry(reply: str) -> dict[str, Any]:
+        share, real_share = gen[reply] / n_gen, max(ref[reply], 1) / n_ref
+        return {"reply": reply, "generated": gen[reply], "real": ref[reply], "generated_share": share,
+                "real_share": ref[reply] / n_ref, "ratio": share / real_share}  # fmt: skip
+
+    if not n_gen or not n_ref:
+        return {"worst": None, "top": [], "min_repeats": MIN_REPEATS}
+    ranked = [entry(reply) for reply, count in gen.items() if count >= MIN_REPEATS]
+    worst = max(ranked, key=lambda e: (e["ratio"], e["generated"]), default=None)
+    return {"worst": worst, "top": [entry(reply) for reply, _ in gen.most_common(top)], "min_repeats": MIN_REPEATS}

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from wechat_avatar.eval.metrics import BUBBLE
+from wechat_avatar.eval.metrics import BUBBLE, MIN_REPEATS
 from wechat_avatar.plots import RC, WIDTH, int_ticks, quantile, svg
 
 if TYPE_CHECKING:
@@ -53,6 +53,8 @@ def write_report(result: dict[str, Any], examples: Sequence[dict[str, Any]], pat
         colors=colors,
         summary=summary_table(result),
         style_rows=_style_rows(result),
+        collapse=_collapse_rows(result),
+        min_repeats=MIN_REPEATS,
         hits=[(run["label"], hit) for run in runs for hit in run["privacy"]["hits"]],
         plots=_plots(result, colors),
         examples=[_turns(example) for example in examples],
@@ -66,7 +68,8 @@ def write_report(result: dict[str, Any], examples: Sequence[dict[str, Any]], pat
 
 def summary_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """The main numbers, one row per run (the CLI prints this table too)."""
-    headers = ["run", "perplexity", *(title for _, title in SCORES), "style gap", "rude", "privacy hits"]
+    headers = ["run", "perplexity", *(title for _, title in SCORES), "style gap", "rude", "rude (provoked)",
+               "top reply ×", "privacy hits"]  # fmt: skip
     rows = []
     for run in result["runs"]:
         m, privacy = run["metrics"], run["privacy"]
@@ -79,9 +82,21 @@ def summary_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             *(f"{m[key]:.2f}" for key, _ in SCORES),
             f"{100 * gap:.0f} %" if gap is not None else "–",
             f"{100 * run['civility']['rude_share']:.1f} %",
+            _provoked_cell(run),
+            _overproduced_cell(run),
             f"{leaks} / {privacy['test_replies'] + privacy['probe_replies']}",
         ])  # fmt: skip
     return headers, rows
+
+
+def _provoked_cell(run: dict[str, Any]) -> str:
+    slice_ = run.get("provocation")  # absent from evals written before the slice existed
+    return f"{100 * slice_['rude_share']:.1f} %" if slice_ and slice_["replies"] else "–"
+
+
+def _overproduced_cell(run: dict[str, Any]) -> str:
+    worst = (run.get("overproduction") or {}).get("worst")
+    return f"{worst['ratio']:.1f}" if worst else "–"
 
 
 def summary_by_metric(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -102,6 +117,17 @@ def _style_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             shown = f"{100 * gap:+.0f} %" if gap is not None else ""
             cells.append({"value": show(run["style"][key]), "gap": shown})
         rows.append({"title": title, "real": show(real[key]), "cells": cells})
+    return rows
+
+
+def _collapse_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per run: its most over-produced reply, and the rude share on the provocation slice."""
+    rows = []
+    for run in result["runs"]:
+        found = run.get("overproduction") or {}
+        slice_ = run.get("provocation") or {}
+        rows.append({"label": run["label"], "worst": found.get("worst"), "top": found.get("top", []),
+                     "provoked": slice_ if slice_.get("replies") else None})  # fmt: skip
     return rows
 
 

@@ -25,7 +25,7 @@ from wechat_avatar import __version__
 from wechat_avatar.config import AvatarConfig, EvalConfig
 from wechat_avatar.dataset.splits import dataset_hash
 from wechat_avatar.errors import DatasetError, UsageError
-from wechat_avatar.eval import metrics, privacy
+from wechat_avatar.eval import metrics, privacy, provocation
 from wechat_avatar.eval.perplexity import reply_perplexity
 from wechat_avatar.models.load import check_adapter
 from wechat_avatar.workspace import ADAPTER_FILE, Workspace
@@ -33,7 +33,15 @@ from wechat_avatar.workspace import ADAPTER_FILE, Workspace
 Progress = Callable[[str, int | None], Callable[[int], None]]
 METRICS_FILE, REPORT_FILE = "metrics.json", "report.html"  # in each WORKSPACE/eval/<name>/
 RUN_NAME = "run"  # the eval that `wechat-avatar run` writes
-GENERATION_OPTIONS = {"samples", "max_new_tokens", "temperature", "top_p", "seed", "batch_size"}  # in metrics.json
+GENERATION_OPTIONS = {
+    "samples",
+    "max_new_tokens",
+    "temperature",
+    "top_p",
+    "seed",
+    "batch_size",
+    "provocation_repeats",
+}  # in metrics.json
 SELECT_SEED = 0  # the subset never depends on a generation setting, so separate evals stay comparable
 EXAMPLES = 20  # sample conversations shown side by side in the report
 _NAME = re.compile(r"[\w.-]+")
@@ -72,6 +80,9 @@ def evaluate(
     test_path = workspace.split("test")
     everything = load_test(workspace)
     chosen = select(everything, options.samples)
+    # every held-out provocation, not only those in the subset: the slice is small
+    cues = provocation.matcher(options.provocation_cues)
+    provoked = [s for s in everything if provocation.is_provocation(s.context, cues)]
     specs = _unique([resolve(workspace, adapter), *(resolve(workspace, spec) for spec in compare)])
     for spec in specs:  # a bad adapter fails now, not after the runs before it
         if spec.kind == "adapter" and spec.path is not None:
@@ -88,12 +99,13 @@ def evaluate(
         "test_samples": len(everything),
         "samples": len(chosen),
         "indices": [s.index for s in chosen],
+        "provocation_indices": [s.index for s in provoked],
     }
     secrets = privacy.load_secrets(workspace)
     marks = metrics.marks(cfg.render.placeholders)
     real = [s.reply for s in chosen]
     real_style = metrics.style(real, marks)
-    scorer = Scorer(chosen, secrets, marks, real_style, options)
+    scorer = Scorer(chosen, secrets, marks, real_style, options, provoked, [s.reply for s in everything])
     runs: list[dict[str, Any]] = []
     for spec in specs:
         if spec.kind == "saved":
@@ -106,7 +118,11 @@ def evaluate(
         "wechat_avatar": __version__,
         "dataset": dataset,
         "options": options.model_dump(include=GENERATION_OPTIONS),
-        "real": {"style": real_style, "civility": metrics.civility(real)},
+        "real": {
+            "style": real_style,
+            "civility": metrics.civility(real),
+            "provocation": real_provocation(workspace, provoked, cues),
+        },
         "runs": _unique_labels(runs),
     }
     _write_json(out / METRICS_FILE, result)
@@ -203,10 +219,15 @@ class Scorer:
         marks: metrics.Marks,
         real_style: dict[str, Any],
         options: EvalConfig,
+        provoked: Sequence[Sample] = (),
+        reference: list[str] | None = None,
     ) -> None:
         self.samples, self.secrets, self.marks, self.real_style, self.options = (
             samples, secrets, marks, real_style, options
         )  # fmt: skip
+        self.provoked = list(provoked)
+        # the person's held-out replies that generated replies are counted against (over-production)
+        self.reference = reference if reference is not None else [s.reply for s in samples]
         self.probes = privacy.probes(secrets)
         system = next((m["content"] for m in samples[0].context if m["role"] == "system"), "") if samples else ""
         self.probe_conversations = [
@@ -225,13 +246,15 @@ class Scorer:
             full = [[*s.context, {"role": "assistant", "content": s.reply}] for s in self.samples]
             ppl = reply_perplexity(loaded.model, loaded.tokenizer, full, max_length=cfg.sft.max_length,
                                    advance=_hook(progress, f"{spec.label}: perplexity", len(full)))  # fmt: skip
-            conversations = [s.context for s in self.samples] + self.probe_conversations
+            provoked = [s.context for s in self.provoked for _ in range(self.options.provocation_repeats)]
+            conversations = [s.context for s in self.samples] + self.probe_conversations + provoked
             replies = self._generate(loaded.model, loaded.tokenizer, conversations,
                                      _hook(progress, f"{spec.label}: generate", len(conversations)))  # fmt: skip
         finally:
             del loaded  # two models at once would double peak memory
             gc.collect()
-        return self.score(about, ppl, replies[: len(self.samples)], replies[len(self.samples) :])
+        n, m = len(self.samples), len(self.samples) + len(self.probe_conversations)
+        return self.score(about, ppl, replies[:n], replies[n:m], replies[m:])
 
     def _generate(
         self, model: Any, tokenizer: Any, conversations: list[list[dict[str, str]]], advance: Callable[[int], None]
@@ -249,8 +272,9 @@ class Scorer:
         return out
 
     def score(
-        self, about: dict[str, Any], ppl: dict[str, Any], generated: list[str], probe_replies: list[str]
-    ) -> dict[str, Any]:
+        self, about: dict[str, Any], ppl: dict[str, Any], generated: list[str], probe_replies: list[str],
+        provoked_replies: Sequence[str] = (),
+    ) -> dict[str, Any]:  # fmt: skip
         """One run's metrics.json entry; every text in it has its secrets masked."""
         real = [s.reply for s in self.samples]
         style = metrics.style(generated, self.marks)
@@ -272,6 +296,8 @@ class Scorer:
             "style": style,
             "style_gap": metrics.style_gap(style, self.real_style),
             "civility": metrics.civility(generated),
+            "overproduction": _redact_overproduction(metrics.overproduction(generated, self.reference), redact),
+            "provocation": self._provocation(provoked_replies, redact),
             "privacy": privacy.probe_report(generated, probe_replies, self.probes, self.secrets, names),
             "generations": {str(s.index): redact(g) for s, g in zip(self.samples, generated, strict=True)},
             "probes": [
@@ -279,6 +305,37 @@ class Scorer:
                 for i, p in enumerate(self.probes)
             ],
         }
+
+    def _provocation(self, replies: Sequence[str], redact: Callable[[str], str]) -> dict[str, Any]:
+        """The rude share of the replies sampled for the provocation slice (provocation_repeats per sample)."""
+        k = self.options.provocation_repeats
+        return {
+            **metrics.civility(replies),
+            "samples": len(self.provoked),
+            "generations": {str(s.index): [redact(r) for r in replies[i * k : (i + 1) * k]]
+                            for i, s in enumerate(self.provoked)},
+        }  # fmt: skip
+
+
+def real_provocation(workspace: Workspace, provoked: Sequence[Sample], cues: Any) -> dict[str, Any]:
+    """The person's own rude share on the slice, and on the training split's provocations (a larger sample
+    of the same habit, read from dataset/messages/train.jsonl where it exists)."""
+    train: list[str] = []
+    path = workspace.split("train")
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            messages = json.loads(line)["messages"] if line.strip() else []
+            if len(messages) >= 2 and provocation.is_provocation(messages[:-1], cues):
+                train.append(str(messages[-1]["content"]))
+    return {**metrics.civility([s.reply for s in provoked]), "samples": len(provoked),
+            "train": metrics.civility(train)}  # fmt: skip
+
+
+def _redact_overproduction(found: dict[str, Any], redact: Callable[[str], str]) -> dict[str, Any]:
+    def clean(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+        return {**entry, "reply": redact(entry["reply"])} if entry else None
+
+    return {**found, "worst": clean(found["worst"]), "top": [clean(e) for e in found["top"]]}
 
 
 def _hook(progress: Progress | None, description: str, total: int) -> Callable[[int], None]:
