@@ -307,7 +307,8 @@ def dataset(
 
 
 train_app = typer.Typer(
-    help="Fine-tune the model: pretrain (the tiny preset's own base), sft (LoRA on your replies).",
+    help="Fine-tune the model: pretrain (the tiny preset's own base), sft (LoRA on your replies); reward, ppo, "
+    "dpo, grpo (on ranked candidates).",
     no_args_is_help=True,
 )
 app.add_typer(train_app, name="train")
@@ -635,6 +636,38 @@ def _prompt_lines(friend: str) -> Iterator[str]:
             return
         if line:
             yield line
+
+
+# --- training on ranked candidates: train reward | ppo | dpo | grpo (wechat_avatar/train/) ------------------------
+
+
+@train_app.command("reward")
+def train_reward(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
+) -> None:
+    """The reward model: WORKSPACE/adapters/reward/ (LoRA adapter + score head, run.json, loss.svg).
+
+    Reads WORKSPACE/rlhf/ranked.jsonl; every ordered pair of differently scored candidates is one
+    Bradley-Terry example (the higher-scored reply must get the higher reward). A long context loses
+    its start, never the pair; held-out pair accuracy is printed and kept in run.json.
+    """
+    from wechat_avatar.train.reward import run_reward
+
+    cfg = _config(config, preset)
+    cfg.rlhf_train.reward = _overlay(cfg.rlhf_train.reward, {"max_steps": max_steps})
+    _quiet_ml()
+    with _progress() as progress:
+        path, summary = run_reward(Workspace(workspace), cfg, progress=progress, log=lambda s: err.print(Text(s)))
+    skipped = sum(summary["skipped_records"].values())
+    out.print(f"{summary['pairs']['train']} training pairs, {summary['pairs']['heldout']} held out "
+              f"({skipped} bad records skipped; {summary['pairs_truncated']} pairs lost "
+              f"{summary['tokens_cut']} context tokens to max_length)\n"
+              f"held-out pair accuracy {summary['accuracy_before']['heldout']} -> "
+              f"{summary['accuracy_after']['heldout']}\nreward model: {path}\n"
+              f"Next: [bold]wechat-avatar train ppo --workspace {workspace}[/]")  # fmt: skip
 
 
 @app.command()

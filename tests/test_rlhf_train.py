@@ -1,0 +1,160 @@
+"""Training on ranked candidates: pairs, the reward model's loss direction, PPO on one shared base, DPO, GRPO."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import TINY_YAML
+
+from wechat_avatar.config import load_config
+from wechat_avatar.dataset.splits import read_split, self_name
+from wechat_avatar.train.pairs import BadRecord, Ranked, pairs, parse_ranked, prompt_messages, source_from_messages
+from wechat_avatar.train.scoring import bradley_terry
+from wechat_avatar.workspace import Workspace
+
+RUDE = "滚<s>烦不烦"
+GENTLE = "好的呀<s>别生气嘛"
+RLHF_YAML = {
+    "rlhf_train": {
+        "reward": {"max_steps": 12, "batch_size": 8, "learning_rate": 5e-3, "max_length": 96, "heldout_ratio": 0.25},
+        "ppo": {"max_steps": 2, "batch_size": 2, "num_ppo_epochs": 1, "response_length": 6, "save_steps": 1,
+                "learning_rate": 1e-3, "sft_coef": 0.1},
+        "dpo": {"max_steps": 2, "batch_size": 2, "max_length": 96},
+        "grpo": {"max_steps": 2, "batch_size": 2, "num_generations": 2, "max_completion_length": 6},
+    }
+}  # fmt: skip
+
+
+# --- pairs ------------------------------------------------------------------------------------------------------
+
+
+def test_three_scores_give_every_ordered_pair_and_ties_none() -> None:
+    record = parse_ranked({"source": "a:在吗", "resp1": "x", "resp2": "y", "resp3": "z", "scores": ["1", "3", "2"]})
+    assert record.scores == (1.0, 3.0, 2.0)
+    assert {(p.chosen, p.rejected) for p in pairs(record)} == {("y", "x"), ("z", "x"), ("y", "z")}
+    tied = Ranked("a:在吗", ("x", "y", "z"), (1.0, 3.0, 3.0))
+    assert {(p.chosen, p.rejected) for p in pairs(tied)} == {("y", "x"), ("z", "x")}
+    assert pairs(Ranked("a:在吗", ("x", "y", "z"), (2.0, 2.0, 2.0))) == []
+
+
+@pytest.mark.parametrize(
+    ("record", "why"),
+    [
+        ({"resp1": "x", "resp2": "y", "scores": [1, 2]}, "missing field source"),
+        ({"source": "a:b", "resp1": "x", "resp2": "y", "scores": ["1", "good"]}, "'good' is not a number"),
+        ({"source": "a:b", "resp1": "x", "resp2": "y", "resp3": "z", "scores": [1, 2]}, "3 candidates but 2 scores"),
+        ({"source": "a:b", "resp1": "x", "resp2": " ", "scores": [1, 2]}, "a candidate reply is empty"),
+        ({"source": "a:b", "resp1": "x", "resp3": "y", "scores": [1, 2]}, "without gaps"),
+    ],
+)  # fmt: skip
+def test_bad_records_say_what_is_wrong(record: dict, why: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(BadRecord, match=why):
+        parse_ranked(record)
+
+
+def test_source_round_trips_to_the_prompt_builders_messages() -> None:
+    messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "胡三行:在吗\n胡三行:吃饭去？"},
+                {"role": "assistant", "content": "好<s>走"}, {"role": "user", "content": "胡三行:快点"}]  # fmt: skip
+    source = source_from_messages(messages, "乌冬面")
+    assert source == "胡三行:在吗\n胡三行:吃饭去？\n乌冬面:好\n乌冬面:走\n胡三行:快点"
+    assert prompt_messages(source, "乌冬面", "S", window=10) == messages
+
+
+# --- the reward loss's direction ----------------------------------------------------------------------------------
+
+
+def _inverted(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
+    """The seed's train_reward.py: the difference the wrong way round."""
+    return -torch.nn.functional.logsigmoid(rejected - chosen).mean()
+
+
+def _orders_pairs_right(loss_fn) -> bool:  # type: ignore[no-untyped-def]
+    """Gradient descent with `loss_fn` on free rewards of 4 hand-made pairs: does chosen end up higher?"""
+    chosen = torch.zeros(4, requires_grad=True)
+    rejected = torch.zeros(4, requires_grad=True)
+    optimizer = torch.optim.SGD([chosen, rejected], lr=0.5)
+    for _ in range(20):
+        optimizer.zero_grad()
+        loss_fn(chosen, rejected).backward()
+        optimizer.step()
+    return bool((chosen > rejected).all())
+
+
+def test_bradley_terry_rewards_the_chosen_reply_and_the_inverted_loss_fails() -> None:
+    assert bradley_terry(torch.tensor([2.0]), torch.tensor([0.0])) < bradley_terry(torch.tensor([0.0]),
+                                                                                   torch.tensor([2.0]))  # fmt: skip
+    assert _orders_pairs_right(bradley_terry)
+    assert not _orders_pairs_right(_inverted)
+
+
+# --- recipes on the tiny workspace ----------------------------------------------------------------------------------
+
+
+def _ranked_lines(workspace: Path) -> list[str]:
+    """Held-out contexts, each with the real reply, a rude and a gentle one: gentle 3 > real 2 > rude 1.
+    Plus a tied record (no pair) and a broken one (counted, skipped)."""
+    name = self_name(Workspace(workspace))
+    lines = []
+    for number, conversation in enumerate(read_split(Workspace(workspace), "test")[:16]):
+        source = source_from_messages(conversation[:-1], name)
+        replies = [conversation[-1]["content"], RUDE, GENTLE]
+        order = [(0, 1, 2), (1, 2, 0), (2, 0, 1)][number % 3]  # the rude one is not always resp2
+        record = {"source": source, **{f"resp{i + 1}": replies[j] for i, j in enumerate(order)}}
+        record["scores"] = [str({0: 2, 1: 1, 2: 3}[j]) for j in order]
+        lines.append(json.dumps(record, ensure_ascii=False))
+    lines.append(json.dumps({"source": "胡三行:在吗", "resp1": "在", "resp2": "嗯", "scores": [2, 2]}))
+    lines.append(json.dumps({"source": "胡三行:在吗", "resp1": "在", "resp2": "嗯", "scores": ["x", 2]}))
+    return lines
+
+
+@pytest.fixture(scope="module")
+def rlhf_workspace(tiny_workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny workspace with a hand-made rlhf/ranked.jsonl (copied: tiny_workspace is shared)."""
+    workspace = Path(shutil.copytree(tiny_workspace, tmp_path_factory.mktemp("rlhf-ws") / "workspace"))
+    ranked = Workspace(workspace).ranked
+    ranked.parent.mkdir(parents=True, exist_ok=True)
+    ranked.write_text("\n".join(_ranked_lines(workspace)) + "\n", encoding="utf-8")
+    return workspace
+
+
+@pytest.fixture(scope="module")
+def rlhf_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("rlhf-config") / "tiny.yaml"
+    path.write_text(yaml.safe_dump({**yaml.safe_load(TINY_YAML), **RLHF_YAML}), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def reward(rlhf_workspace: Path, rlhf_config: Path) -> dict:  # type: ignore[type-arg]
+    """`train reward` on the hand-made pairs: the run.json it wrote."""
+    from wechat_avatar.train.reward import run_reward
+
+    path, _ = run_reward(Workspace(rlhf_workspace), load_config(rlhf_config), log=lambda line: None)
+    return json.loads((path / "run.json").read_text(encoding="utf-8"))
+
+
+def test_reward_model_learns_the_order_and_reports_held_out_accuracy(reward: dict) -> None:  # type: ignore[type-arg]
+    assert reward["skipped_records"] == {"score 'x' is not a number": 1}
+    assert reward["pairs"]["train"] + reward["pairs"]["heldout"] == 16 * 3  # the tied record gives none
+    assert reward["contexts"]["heldout"] == 4
+    # context long enough for max_length 96 lost its start, and each such pair is still there
+    assert reward["pairs_truncated"] > 0 and reward["tokens_cut"] > 0
+    assert reward["log"][-1]["loss"] < reward["log"][0]["loss"]
+    assert reward["accuracy_after"]["heldout"] > reward["accuracy_before"]["heldout"]
+    assert reward["accuracy_after"]["heldout"] >= 0.75
+
+
+def test_the_recipe_with_the_seeds_inverted_loss_orders_pairs_wrong(rlhf_workspace: Path, rlhf_config: Path,
+                                                                    tmp_path: Path) -> None:  # fmt: skip
+    from wechat_avatar.train.reward import RewardRecipe
+
+    workspace = Workspace(Path(shutil.copytree(rlhf_workspace, tmp_path / "workspace")))
+    recipe = RewardRecipe(workspace, load_config(rlhf_config), log=lambda line: None, loss=_inverted)
+    recipe.setup()
+    summary = recipe.train()
+    assert summary["accuracy_after"]["train"] < 0.5
