@@ -158,3 +158,107 @@ def test_the_recipe_with_the_seeds_inverted_loss_orders_pairs_wrong(rlhf_workspa
     recipe.setup()
     summary = recipe.train()
     assert summary["accuracy_after"]["train"] < 0.5
+
+
+# --- PPO: the arithmetic on hand-computed examples ------------------------------------------------------------------
+
+
+def test_gae_matches_a_hand_computed_example() -> None:
+    from wechat_avatar.train.ppo import gae
+
+    rewards = torch.tensor([[0.0, 0.0, 1.0], [0.0, 2.0, 5.0]])
+    values = torch.tensor([[0.5, 0.5, 0.5], [0.2, 0.4, 9.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])  # the second reply ended after 2 tokens
+    advantages, returns = gae(rewards, values, mask, gamma=0.9, lam=0.5)
+    # row 1: δ2 = 1 - .5 = .5; δ1 = .9·.5 - .5 = -.05, A1 = -.05 + .45·.5; δ0 = -.05, A0 = -.05 + .45·A1
+    # row 2: position 2 is past the end (its value 9 and reward 5 count for nothing):
+    #        δ1 = 2 - .4 = 1.6; δ0 = .9·.4 - .2 = .16, A0 = .16 + .45·1.6
+    expected = torch.tensor([[0.02875, 0.175, 0.5], [0.88, 1.6, 0.0]])
+    assert torch.allclose(advantages, expected)
+    assert torch.allclose(returns, torch.tensor([[0.52875, 0.675, 1.0], [1.08, 2.0, 0.0]]))
+
+
+def test_token_rewards_penalise_kl_per_token_and_pay_the_score_at_the_end() -> None:
+    from wechat_avatar.train.ppo import token_rewards
+
+    logprobs, ref = torch.tensor([[-1.0, -2.0, -3.0]]), torch.tensor([[-1.5, -2.0, -1.0]])
+    rewards, kl = token_rewards(torch.tensor([1.0]), logprobs, ref, torch.tensor([[1.0, 1.0, 0.0]]), kl_coef=0.1)
+    assert torch.allclose(kl, torch.tensor([[0.5, 0.0, 0.0]]))
+    assert torch.allclose(rewards, torch.tensor([[-0.05, 1.0, 0.0]]))
+
+
+def test_policy_loss_clips_the_ratio() -> None:
+    from wechat_avatar.train.ppo import policy_loss
+
+    old = torch.zeros(1, 2)
+    new = torch.log(torch.tensor([[2.0, 0.5]]))  # ratios 2 and 0.5, both far outside 1 ± 0.2
+    loss, clipfrac = policy_loss(new, old, torch.tensor([[1.0, -1.0]]), torch.ones(1, 2), clip=0.2)
+    # A>0 gains at most 1.2·A; A<0 loses no less than 0.8·A: -(1.2 - 0.8) / 2
+    assert torch.isclose(loss, torch.tensor(-0.2)) and clipfrac == 1.0
+
+
+# --- PPO on the tiny workspace: four roles on one base ----------------------------------------------------------------
+
+
+@pytest.fixture
+def ppo_workspace(rlhf_workspace: Path, reward: dict, tmp_path: Path) -> Workspace:  # type: ignore[type-arg]
+    """The workspace with SFT and reward adapters (copied per test)."""
+    return Workspace(Path(shutil.copytree(rlhf_workspace, tmp_path / "workspace")))
+
+
+def test_one_ppo_step_changes_only_the_policy_and_the_critic(ppo_workspace: Workspace, rlhf_config: Path) -> None:
+    from wechat_avatar.eval.metrics import is_rude
+    from wechat_avatar.train.ppo import PPORecipe
+
+    cfg = load_config(rlhf_config)
+    cfg.rlhf_train.ppo.max_steps = 1
+    recipe = PPORecipe(ppo_workspace, cfg, log=lambda line: None, rude=is_rude)
+    recipe.setup()
+    assert set(recipe.model.peft_config) == {"policy", "reference", "reward", "critic"}
+    before = {name: p.detach().clone() for name, p in recipe.model.named_parameters()}
+    heads = (recipe.reward_head.linear.weight.clone(), recipe.value_head.linear.weight.clone())
+    summary = recipe.train()
+    after = dict(recipe.model.named_parameters())
+    role = {name: next((r for r in ("policy", "reference", "reward", "critic") if f".{r}." in name), "base")
+            for name in before}  # fmt: skip
+    changed = {r: [not torch.equal(before[n], after[n]) for n in before if role[n] == r] for r in set(role.values())}
+    assert not any(changed["base"]) and len(changed["base"]) > 10  # the base is bit-identical
+    assert not any(changed["reference"]) and not any(changed["reward"])
+    assert any(changed["policy"]) and any(changed["critic"])
+    assert torch.equal(recipe.reward_head.linear.weight, heads[0])
+    assert not torch.equal(recipe.value_head.linear.weight, heads[1])
+    row = summary["log"][0]
+    assert row["kl"] == 0.0  # the policy IS the reference before its first update
+    assert {"reward", "entropy", "value_loss", "policy_loss", "sft_loss", "rude_share"} <= set(row)
+    assert 0 <= row["rude_share"] <= 1 and row["sft_loss"] > 0
+
+
+def _ppo_state(workspace: Workspace) -> tuple[dict[str, torch.Tensor], list[dict]]:  # type: ignore[type-arg]
+    from safetensors.torch import load_file
+
+    folder = workspace.adapter("ppo")
+    weights = load_file(folder / "adapter_model.safetensors") | {
+        f"critic.{k}": v for k, v in load_file(folder / "critic" / "adapter_model.safetensors").items()
+    }
+    weights["value_head"] = load_file(folder / "critic" / "score.safetensors")["weight"]
+    return weights, json.loads((folder / "run.json").read_text(encoding="utf-8"))["log"]
+
+
+def test_ppo_resumed_after_a_stop_equals_an_uninterrupted_run(ppo_workspace: Workspace, rlhf_config: Path,
+                                                               tmp_path: Path) -> None:  # fmt: skip
+    from wechat_avatar.train.ppo import run_ppo
+
+    cfg = load_config(rlhf_config)  # 2 steps, a checkpoint after each
+    other = Workspace(Path(shutil.copytree(ppo_workspace.root, tmp_path / "other")))
+    run_ppo(ppo_workspace, cfg, log=lambda line: None)
+    whole, whole_log = _ppo_state(ppo_workspace)
+    # the other run stops after step 1 (what a kill after its checkpoint leaves on disk), then resumes
+    cfg.rlhf_train.ppo.max_steps = 1
+    run_ppo(other, cfg, log=lambda line: None)
+    cfg.rlhf_train.ppo.max_steps = 2
+    _, summary = run_ppo(other, cfg, resume=True, log=lambda line: None)
+    assert summary["resumed_from"] == "step-1"
+    resumed, resumed_log = _ppo_state(other)
+    assert resumed_log == whole_log and len(whole_log) == 2
+    assert resumed.keys() == whole.keys() and all(torch.equal(resumed[k], whole[k]) for k in whole)
+    assert whole_log[1]["kl"] != 0.0  # step 2 sampled from an updated policy

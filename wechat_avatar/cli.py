@@ -670,6 +670,37 @@ def train_reward(
               f"Next: [bold]wechat-avatar train ppo --workspace {workspace}[/]")  # fmt: skip
 
 
+@train_app.command("ppo")
+def train_ppo(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the last complete checkpoint.")] = False,
+    max_steps: Annotated[int | None, typer.Option(help="PPO steps (rollouts + updates).")] = None,
+) -> None:
+    """PPO on the ranked contexts: WORKSPACE/adapters/ppo/ (policy adapter, critic/, run.json).
+
+    Policy from the SFT adapter, critic from the reward model, reference (SFT) and reward frozen —
+    four LoRA adapters on ONE base in memory. Logs reward, KL, entropy, value loss and the rude share
+    of each step's rollouts; a checkpoint every rlhf_train.ppo.save_steps, --resume after a crash.
+    """
+    from wechat_avatar.eval.metrics import is_rude
+    from wechat_avatar.train.ppo import run_ppo
+
+    cfg = _config(config, preset)
+    cfg.rlhf_train.ppo = _overlay(cfg.rlhf_train.ppo, {"max_steps": max_steps})
+    _quiet_ml()
+    with _progress() as progress:
+        path, summary = run_ppo(Workspace(workspace), cfg, resume=resume, progress=progress,
+                                log=lambda s: err.print(Text(s)), rude=is_rude)  # fmt: skip
+    first, last = summary["log"][0], summary["log"][-1]
+    out.print(f"{summary['steps']} steps in {summary['seconds']} s on {summary['prompts']} contexts; reward "
+              f"{first['reward']} -> {last['reward']}, KL {last['kl']}, rude share of rollouts "
+              f"{first['rude_share']:.0%} -> {last['rude_share']:.0%}\npolicy adapter: {path}\n"
+              f"Next: [bold]wechat-avatar eval --workspace {workspace} --adapter {path} --compare "
+              f"{Workspace(workspace).adapter('sft')}[/]")  # fmt: skip
+
+
 @app.command()
 def types() -> None:
     """List message categories, their default placeholders, and which are dropped from training."""
