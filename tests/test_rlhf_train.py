@@ -262,3 +262,41 @@ def test_ppo_resumed_after_a_stop_equals_an_uninterrupted_run(ppo_workspace: Wor
     assert resumed_log == whole_log and len(whole_log) == 2
     assert resumed.keys() == whole.keys() and all(torch.equal(resumed[k], whole[k]) for k in whole)
     assert whole_log[1]["kl"] != 0.0  # step 2 sampled from an updated policy
+
+
+# --- DPO and GRPO through TRL, a few steps ---------------------------------------------------------------------------
+
+
+def _changed_from_sft(workspace: Workspace, name: str) -> bool:
+    from safetensors.torch import load_file
+
+    sft = load_file(workspace.adapter("sft") / "adapter_model.safetensors")
+    trained = load_file(workspace.adapter(name) / "adapter_model.safetensors")
+    assert trained.keys() == sft.keys()  # the same adapter, trained further (not TRL's "ref" copy)
+    return any(not torch.equal(sft[k], trained[k]) for k in sft)
+
+
+def test_dpo_trains_the_sft_adapter_on_the_pairs(ppo_workspace: Workspace, rlhf_config: Path) -> None:
+    from wechat_avatar.train.dpo import run_dpo
+
+    path, summary = run_dpo(ppo_workspace, load_config(rlhf_config), log=lambda line: None)
+    assert summary["steps"] == 2 and summary["pairs"] == 48
+    assert summary["pairs_truncated"] > 0  # contexts longer than max_length 96 lost their oldest turns
+    assert all("loss" in row and "rewards/margins" in row for row in summary["log"])
+    assert _changed_from_sft(ppo_workspace, "dpo")
+    assert json.loads((path / "run.json").read_text(encoding="utf-8"))["stage"] == "dpo"
+
+
+def test_grpo_trains_with_the_reward_model_as_reward(ppo_workspace: Workspace, rlhf_config: Path) -> None:
+    from wechat_avatar.train.grpo import reward_function, run_grpo
+
+    cfg = load_config(rlhf_config)
+    score = reward_function(ppo_workspace, cfg, ppo_workspace.adapter("reward"))
+    prompt = [{"role": "system", "content": "S"}, {"role": "user", "content": "胡三行:你有病吧"}]
+    rude, gentle = score([prompt, prompt], [[{"role": "assistant", "content": c}] for c in (RUDE, GENTLE)])
+    assert gentle > rude  # the reward model trained above, called as GRPO calls it
+    path, summary = run_grpo(ppo_workspace, cfg, log=lambda line: None)
+    assert summary["steps"] == 2 and len(summary["log"]) == 2
+    assert json.loads((path / "run.json").read_text(encoding="utf-8"))["reward_from"].endswith("reward")
+    assert all("reward" in row and "loss" in row for row in summary["log"])
+    assert _changed_from_sft(ppo_workspace, "grpo")

@@ -701,6 +701,55 @@ def train_ppo(
               f"{Workspace(workspace).adapter('sft')}[/]")  # fmt: skip
 
 
+@train_app.command("dpo")
+def train_dpo(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
+) -> None:
+    """DPO on the ranked pairs (TRL's DPOTrainer): WORKSPACE/adapters/dpo/ (adapter, run.json, loss.svg).
+
+    The SFT adapter learns every ordered pair of WORKSPACE/rlhf/ranked.jsonl directly, with the SFT
+    adapter itself as the reference: no reward model, no sampling. An alternative to `train ppo`.
+    """
+    from wechat_avatar.train.dpo import run_dpo
+
+    cfg = _config(config, preset)
+    cfg.rlhf_train.dpo = _overlay(cfg.rlhf_train.dpo, {"max_steps": max_steps})
+    _quiet_ml()
+    with _progress() as progress:
+        path, summary = run_dpo(Workspace(workspace), cfg, progress=progress, log=lambda s: err.print(Text(s)))
+    out.print(f"{summary['steps']} steps on {summary['pairs']} pairs in {summary['seconds']} s "
+              f"({summary['pairs_truncated']} prompts lost their oldest turns to max_length); loss "
+              f"{summary['train_loss']}\nadapter: {path}")  # fmt: skip
+
+
+@train_app.command("grpo")
+def train_grpo(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
+) -> None:
+    """GRPO with the reward model as reward (TRL's GRPOTrainer): WORKSPACE/adapters/grpo/.
+
+    Samples rlhf_train.grpo.num_generations replies per ranked context from the SFT adapter, scores
+    them with `train reward`'s model and trains on each reply's score against its group's. An
+    alternative to `train ppo` without a critic.
+    """
+    from wechat_avatar.train.grpo import run_grpo
+
+    cfg = _config(config, preset)
+    cfg.rlhf_train.grpo = _overlay(cfg.rlhf_train.grpo, {"max_steps": max_steps})
+    _quiet_ml()
+    with _progress() as progress:
+        path, summary = run_grpo(Workspace(workspace), cfg, progress=progress, log=lambda s: err.print(Text(s)))
+    rewards = [row["reward"] for row in summary["log"]]
+    out.print(f"{summary['steps']} steps on {summary['prompts']} contexts in {summary['seconds']} s; reward "
+              f"{rewards[0]:.3f} -> {rewards[-1]:.3f}\nadapter: {path}")  # fmt: skip
+
+
 @app.command()
 def types() -> None:
     """List message categories, their default placeholders, and which are dropped from training."""

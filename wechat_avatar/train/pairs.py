@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -161,3 +161,16 @@ def source_lines(source: str, self_name: str) -> list[Line]:
 def prompt_messages(source: str, self_name: str, system: str, window: int) -> list[dict[str, str]]:
     """The messages a model answers for this context: the project's one prompt builder (dataset/prompt.py)."""
     return prompt(source_lines(source, self_name), system, window)
+
+
+def fit_prompt(messages: list[dict[str, str]], length: Callable[[list[dict[str, str]]], int],
+               budget: int) -> tuple[list[dict[str, str]], int]:  # fmt: skip
+    """The prompt without its oldest turns until `length(prompt) <= budget` (the system prompt and the
+    last turn always stay), and how many messages were dropped: for trainers that would otherwise
+    drop or cut a long example themselves (TRL's DPO keeps a sequence's start)."""
+    kept = list(messages)
+    while length(kept) > budget and len(kept) > 2:
+        del kept[1]
+        if len(kept) > 2 and kept[1]["role"] == "assistant":  # a prompt's turns start with a friend's
+            del kept[1]
+    return kept, len(messages) - len(kept)
