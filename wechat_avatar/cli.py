@@ -307,7 +307,8 @@ def dataset(
 
 
 train_app = typer.Typer(
-    help="Fine-tune the model: pretrain (the tiny preset's own base), sft (LoRA on your replies).",
+    help="Fine-tune the model: pretrain (the tiny preset's own base), sft (LoRA on your replies); reward, ppo, "
+    "dpo, grpo (on ranked candidates).",
     no_args_is_help=True,
 )
 app.add_typer(train_app, name="train")
@@ -635,6 +636,118 @@ def _prompt_lines(friend: str) -> Iterator[str]:
             return
         if line:
             yield line
+
+
+# --- training on ranked candidates: train reward | ppo | dpo | grpo (wechat_avatar/train/) ------------------------
+
+
+@train_app.command("reward")
+def train_reward(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
+) -> None:
+    """The reward model: WORKSPACE/adapters/reward/ (LoRA adapter + score head, run.json, loss.svg).
+
+    Reads WORKSPACE/rlhf/ranked.jsonl; every ordered pair of differently scored candidates is one
+    Bradley-Terry example (the higher-scored reply must get the higher reward). A long context loses
+    its start, never the pair; held-out pair accuracy is printed and kept in run.json.
+    """
+    from wechat_avatar.train.reward import run_reward
+
+    cfg = _config(config, preset)
+    cfg.rlhf_train.reward = _overlay(cfg.rlhf_train.reward, {"max_steps": max_steps})
+    _quiet_ml()
+    with _progress() as progress:
+        path, summary = run_reward(Workspace(workspace), cfg, progress=progress, log=lambda s: err.print(Text(s)))
+    skipped = sum(summary["skipped_records"].values())
+    out.print(f"{summary['pairs']['train']} training pairs, {summary['pairs']['heldout']} held out "
+              f"({skipped} bad records skipped; {summary['pairs_truncated']} pairs lost "
+              f"{summary['tokens_cut']} context tokens to max_length)\n"
+              f"held-out pair accuracy {summary['accuracy_before']['heldout']} -> "
+              f"{summary['accuracy_after']['heldout']}\nreward model: {path}\n"
+              f"Next: [bold]wechat-avatar train ppo --workspace {workspace}[/]")  # fmt: skip
+
+
+@train_app.command("ppo")
+def train_ppo(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the last complete checkpoint.")] = False,
+    max_steps: Annotated[int | None, typer.Option(help="PPO steps (rollouts + updates).")] = None,
+) -> None:
+    """PPO on the ranked contexts: WORKSPACE/adapters/ppo/ (policy adapter, critic/, run.json).
+
+    Policy from the SFT adapter, critic from the reward model, reference (SFT) and reward frozen —
+    four LoRA adapters on ONE base in memory. Logs reward, KL, entropy, value loss and the rude share
+    of each step's rollouts; a checkpoint every rlhf_train.ppo.save_steps, --resume after a crash.
+    """
+    from wechat_avatar.eval.metrics import is_rude
+    from wechat_avatar.train.ppo import run_ppo
+
+    cfg = _config(config, preset)
+    cfg.rlhf_train.ppo = _overlay(cfg.rlhf_train.ppo, {"max_steps": max_steps})
+    _quiet_ml()
+    with _progress() as progress:
+        path, summary = run_ppo(Workspace(workspace), cfg, resume=resume, progress=progress,
+                                log=lambda s: err.print(Text(s)), rude=is_rude)  # fmt: skip
+    first, last = summary["log"][0], summary["log"][-1]
+    out.print(f"{summary['steps']} steps in {summary['seconds']} s on {summary['prompts']} contexts; reward "
+              f"{first['reward']} -> {last['reward']}, KL {last['kl']}, rude share of rollouts "
+              f"{first['rude_share']:.0%} -> {last['rude_share']:.0%}\npolicy adapter: {path}\n"
+              f"Next: [bold]wechat-avatar eval --workspace {workspace} --adapter {path} --compare "
+              f"{Workspace(workspace).adapter('sft')}[/]")  # fmt: skip
+
+
+@train_app.command("dpo")
+def train_dpo(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
+) -> None:
+    """DPO on the ranked pairs (TRL's DPOTrainer): WORKSPACE/adapters/dpo/ (adapter, run.json, loss.svg).
+
+    The SFT adapter learns every ordered pair of WORKSPACE/rlhf/ranked.jsonl directly, with the SFT
+    adapter itself as the reference: no reward model, no sampling. An alternative to `train ppo`.
+    """
+    from wechat_avatar.train.dpo import run_dpo
+
+    cfg = _config(config, preset)
+    cfg.rlhf_train.dpo = _overlay(cfg.rlhf_train.dpo, {"max_steps": max_steps})
+    _quiet_ml()
+    with _progress() as progress:
+        path, summary = run_dpo(Workspace(workspace), cfg, progress=progress, log=lambda s: err.print(Text(s)))
+    out.print(f"{summary['steps']} steps on {summary['pairs']} pairs in {summary['seconds']} s "
+              f"({summary['pairs_truncated']} prompts lost their oldest turns to max_length); loss "
+              f"{summary['train_loss']}\nadapter: {path}")  # fmt: skip
+
+
+@train_app.command("grpo")
+def train_grpo(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
+) -> None:
+    """GRPO with the reward model as reward (TRL's GRPOTrainer): WORKSPACE/adapters/grpo/.
+
+    Samples rlhf_train.grpo.num_generations replies per ranked context from the SFT adapter, scores
+    them with `train reward`'s model and trains on each reply's score against its group's. An
+    alternative to `train ppo` without a critic.
+    """
+    from wechat_avatar.train.grpo import run_grpo
+
+    cfg = _config(config, preset)
+    cfg.rlhf_train.grpo = _overlay(cfg.rlhf_train.grpo, {"max_steps": max_steps})
+    _quiet_ml()
+    with _progress() as progress:
+        path, summary = run_grpo(Workspace(workspace), cfg, progress=progress, log=lambda s: err.print(Text(s)))
+    rewards = [row["reward"] for row in summary["log"]]
+    out.print(f"{summary['steps']} steps on {summary['prompts']} contexts in {summary['seconds']} s; reward "
+              f"{rewards[0]:.3f} -> {rewards[-1]:.3f}\nadapter: {path}")  # fmt: skip
 
 
 @app.command()
