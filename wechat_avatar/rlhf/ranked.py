@@ -230,10 +230,10 @@ def lock(path: Path) -> FileLock:
     return FileLock(str(path.with_name(f".{path.name}.lock")), timeout=30)
 
 
-def merge(existing: list[Ranked], incoming: Iterable[Ranked]) -> tuple[list[Ranked], int]:
+def merge(existing: list[Ranked], incoming: Iterable[Ranked], *, over_labeled: bool = True) -> tuple[list[Ranked], int]:
     """`existing` updated with `incoming`, keyed by context: a new context is appended, a known one is
-    replaced, except that an unlabeled record never replaces a labeled one. Returns the records and how
-    many incoming ones were refused for that reason."""
+    replaced, except that an unlabeled record never replaces a labeled one (nor, with `over_labeled`
+    False, does any record). Returns the records and how many incoming ones were refused so."""
     out = list(existing)
     where = {r.source: i for i, r in enumerate(out)}
     refused = 0
@@ -242,18 +242,18 @@ def merge(existing: list[Ranked], incoming: Iterable[Ranked]) -> tuple[list[Rank
         if i is None:
             where[record.source] = len(out)
             out.append(record)
-        elif out[i].labeled and not record.labeled:
+        elif out[i].labeled and not (record.labeled and over_labeled):
             refused += 1
         else:
             out[i] = record
     return out, refused
 
 
-def update(path: Path, incoming: Iterable[Ranked]) -> tuple[RankedFile, int]:
+def update(path: Path, incoming: Iterable[Ranked], *, over_labeled: bool = True) -> tuple[RankedFile, int]:
     """Merge `incoming` into the file at `path` under its lock; the file as written, and the refusals."""
     with lock(path):
         ranked = RankedFile.read(path)
-        ranked.records, refused = merge(ranked.records, incoming)
+        ranked.records, refused = merge(ranked.records, incoming, over_labeled=over_labeled)
         ranked.write()
     return ranked, refused
 
