@@ -771,6 +771,36 @@ def rlhf_export(
     out.print(f"exported {done.records} records to {done.path}")
 
 
+@rlhf_app.command("label")
+def rlhf_label(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    host: Annotated[str, typer.Option(help="Address to listen on: loopback only (the page shows your chats).")
+                    ] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(min=0, max=65535, help="Port (default: rlhf.label_port, 8502).")] = None,
+) -> None:  # fmt: skip
+    """The labeling page: open http://HOST:PORT to check the judge's scores by hand.
+
+    Each context shows with its candidates best first: reorder them, edit a score, or rewrite one (the
+    rewrite becomes the best candidate). Save writes WORKSPACE/rlhf/ranked.jsonl at once (atomically);
+    what you saved is marked labeled, and no later sample, judge or import replaces it.
+    """
+    import uvicorn
+
+    from wechat_avatar.dataset.splits import self_name
+    from wechat_avatar.rlhf.label import LabelSettings, build_app, check_settings
+
+    cfg = _config(config)
+    ws = Workspace(workspace)
+    settings = LabelSettings(ws.ranked, self_name(ws), host, cfg.rlhf.label_port if port is None else port)
+    check_settings(settings)
+    if not ws.ranked.is_file():
+        raise UsageError(f"nothing to label: no {ws.ranked}", hint=f"run `wechat-avatar rlhf sample -w {workspace}` "
+                         "and `rlhf judge` first, or `rlhf import FILE`")  # fmt: skip
+    err.print(Text(f"labeling page: http://{settings.host}:{settings.port}  ({ws.ranked})"))
+    uvicorn.run(build_app(settings), host=settings.host, port=settings.port, log_level="warning", access_log=False)
+
+
 @app.command()
 def types() -> None:
     """List message categories, their default placeholders, and which are dropped from training."""

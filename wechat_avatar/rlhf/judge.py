@@ -103,7 +103,7 @@ def relevance(reply: str, last: str) -> float:
     """How well `reply` answers `last` (the friend's last message)."""
     spoken = _CODE.sub("", reply.replace("<s>", "")).strip()
     if spoken.replace(" ", "") == _CODE.sub("", last).strip().replace(" ", "") and spoken:
-        return 0.1  # a parrot
+        return 0.05  # a parrot
     theirs, ours = _words(last), _words(reply)
     overlap = len(theirs & ours) / len(theirs) if theirs else 0.0
     answers = 1.0 if spoken else 0.4  # a sticker alone is a reply, a weak one
