@@ -61,8 +61,9 @@ def label(ranked: Path) -> Iterator[str]:
 
 def candidates(page: Any) -> list[tuple[str, str]]:
     """(text with bubbles joined by <s>, score) of each candidate as the page shows them, top first."""
-    return [tuple(c) for c in page.eval_on_selector_all(".candidate", "cs => cs.map(c => [Array.from(c.querySelectorAll('.bubble'), "
-                                     "b => b.textContent).join('<s>'), c.querySelector('input.score').value])")]  # fmt: skip
+    script = ("cs => cs.map(c => [Array.from(c.querySelectorAll('.bubble'), b => b.textContent).join('<s>'), "
+              "c.querySelector('input.score').value])")  # fmt: skip
+    return [tuple(c) for c in page.eval_on_selector_all(".candidate", script)]
 
 
 def saved(page: Any) -> None:
@@ -88,8 +89,9 @@ def test_reorder_rescore_and_rewrite_are_saved_as_clicked(page: Any, label: str,
     assert candidates(page)[0] == ("在乎的呀<s>刚才是我不好<s>[拥抱]", "4")
     saved(page)
     records = RankedFile.read(ranked)
-    assert records.records[0] == Ranked(FIGHT.source, ("在乎的呀<s>刚才是我不好<s>[拥抱]", "在乎的<s>[拥抱]", "哦", "滚"),
-                                        (4, 3, 2, 1), labeled=True, origin="label", provocation=True, judge="offline")  # fmt: skip
+    responses = ("在乎的呀<s>刚才是我不好<s>[拥抱]", "在乎的<s>[拥抱]", "哦", "滚")
+    assert records.records[0] == Ranked(FIGHT.source, responses, (4, 3, 2, 1), labeled=True, origin="label",
+                                        provocation=True, judge="offline")  # fmt: skip
     assert records.records[1] == TEASE and records.bad == [BAD_LINE]
     assert page.eval_on_selector("#records li:nth-child(1) button", "b => b.className") == "labeled provocation current"
 
@@ -97,8 +99,8 @@ def test_reorder_rescore_and_rewrite_are_saved_as_clicked(page: Any, label: str,
 def test_a_typed_score_and_ties_are_saved(page: Any, label: str, ranked: Path) -> None:
     page.goto(label)
     page.click("#records li:nth-child(2) button")
-    page.wait_for_function("document.querySelectorAll('.candidate').length === 2 && "
-                           "document.querySelector('.candidate .bubble').textContent === '菜就多练呗[旺柴]'")  # fmt: skip
+    shown = "document.querySelector('.candidate .bubble').textContent === '菜就多练呗[旺柴]'"
+    page.wait_for_function(f"document.querySelectorAll('.candidate').length === 2 && {shown}")
     page.fill(".candidate:nth-child(2) input.score", "2")  # "你才菜" up to a tie
     page.press(".candidate:nth-child(2) input.score", "Enter")
     page.fill(".candidate:nth-child(1) input.score", "0.5")  # then below it
