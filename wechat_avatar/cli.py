@@ -480,6 +480,8 @@ def chat(
     """Talk to your avatar in the terminal as one of your friends; replies show as separate bubbles.
 
     Keeps the last dataset.context_window messages as context, like training did. Ctrl-D or /quit ends.
+    `/bad BETTER` marks the last reply bad and BETTER (bubbles split by <s>) as what it should have said:
+    a correction in WORKSPACE/rlhf/ranked.jsonl, for `train reward`/`ppo`/`dpo`.
     """
     from wechat_avatar.chat import ChatSession
 
@@ -491,6 +493,14 @@ def chat(
     lines = iter(message) if message else _prompt_lines(friend)
     try:
         for line in lines:
+            if line.split(maxsplit=1)[0] == CORRECT:  # a thumbs-down and the reply you would have sent
+                try:
+                    session.correct(line.removeprefix(CORRECT))
+                except UsageError as error:  # the conversation goes on
+                    err.print(Text(f"{error}; {error.hint}"))
+                    continue
+                err.print(Text(f"noted: kept as a correction in {session.ranked} (rlhf label shows it)"))
+                continue
             for n, bubble in enumerate(session.say(line)):
                 out.print(Text.assemble((f"{session.name}: " if n == 0 else " " * (len(session.name) + 2),
                                          "bold green"), bubble))  # fmt: skip
@@ -623,6 +633,9 @@ def web(
     check_settings(settings)
     err.print(Text(f"chat page for friends: http://{host}:{port}  (API: {api})"))
     uvicorn.run(build_app(settings), host=host, port=port, log_level="info", access_log=False)
+
+
+CORRECT = "/bad"  # chat: a correction of the last reply
 
 
 def _prompt_lines(friend: str) -> Iterator[str]:

@@ -8,6 +8,8 @@
     GET  /v1/avatar/friends                    who the page offers: the busiest contacts, friends with history
     GET  /v1/avatar/friends/{friend}/history   what the server remembers of that friend
     DELETE …/history                           forget it
+    POST /v1/avatar/corrections                {"friend", "better"}: the last reply was bad, `better` is what it
+                                               should have said -> WORKSPACE/rlhf/ranked.jsonl (for RLHF)
 
 Every error, ours or the framework's, leaves as {"error": {message, type, param, code}} with a
 real status; bad input is never a 500. The gate in front of /v1 checks, in order: the API key
@@ -38,6 +40,8 @@ from wechat_avatar.config import API_KEY_ENV, AvatarConfig, ServeConfig
 from wechat_avatar.dataset.window import Line
 from wechat_avatar.errors import BackendError, UsageError
 from wechat_avatar.generate import BUBBLE, bubbles
+from wechat_avatar.rlhf.corrections import last_reply
+from wechat_avatar.rlhf.corrections import record as record_correction
 from wechat_avatar.serve import protocol as p
 from wechat_avatar.serve.engine import Backend, Reply, Sampling
 from wechat_avatar.serve.friends import Friends
@@ -54,10 +58,11 @@ class Settings:
     serve: ServeConfig
     state: Path  # the per-friend history's SQLite file
     friends: Friends = field(default_factory=lambda: Friends({}))
+    ranked: Path | None = None  # where corrections go (the workspace's rlhf/ranked.jsonl); None: not taken
 
     @classmethod
     def of(cls, workspace: Workspace, cfg: AvatarConfig) -> Settings:
-        return cls(cfg.serve, workspace.serve_state, Friends.of(workspace, cfg.dataset.pii_cues))
+        return cls(cfg.serve, workspace.serve_state, Friends.of(workspace, cfg.dataset.pii_cues), workspace.ranked)
 
 
 def check_settings(cfg: ServeConfig) -> None:
@@ -379,6 +384,25 @@ def build_app(settings: Settings, engine: Backend) -> FastAPI:
         key, _ = settings.friends.resolve(friend)
         async with locks[key]:
             return p.Cleared(friend=key, deleted=history.clear(key))
+
+    @app.post("/v1/avatar/corrections")
+    async def correct(body: p.CorrectionRequest) -> p.CorrectionResponse:
+        """Serve holds each friend's history, so it knows the context the reply answered; web only forwards."""
+        if settings.ranked is None:
+            raise APIError(404, "this server takes no corrections", code="corrections_off")
+        key, _ = settings.friends.resolve(body.friend)
+        async with locks[key]:
+            before, said = last_reply(history.lines(key))
+        if not said:
+            raise APIError(409, "there is no reply to correct yet: say something first", code="nothing_to_correct")
+        reply = BUBBLE.join(line.text for line in said)
+        persona = engine.persona
+        try:
+            made = await asyncio.to_thread(record_correction, settings.ranked, persona.prompt(before), reply,
+                                           body.better, persona.name, "web")  # fmt: skip
+        except UsageError as error:
+            raise APIError(422, str(error), param="better", code="bad_correction") from None
+        return p.CorrectionResponse(friend=key, context=made.source, said=reply, better=made.responses[0])
 
     app.add_middleware(Gate, cfg=cfg, load=load)
     return app
