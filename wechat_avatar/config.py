@@ -515,6 +515,31 @@ class ServeConfig(Section):
     )
 
 
+JUDGE_KEY_ENV = "WECHAT_AVATAR_JUDGE_KEY"  # the LLM judge's API key, read from the environment only
+
+
+class RLHFDataConfig(Section):
+    """Candidates and their scores (`wechat-avatar rlhf sample | judge | label`, whose flags override these)."""
+
+    k: int = Field(3, ge=2, le=16, description="Candidate replies sampled per context (the seed's resp1..resp3).")
+    contexts: int = Field(
+        200, ge=0, description="Held-out contexts sampled at most (0 = all); provocations and probes always count."
+    )
+    temperature: float = Field(
+        0.9, gt=0, le=5, description="Sampling temperature: above 0, so that the k candidates differ."
+    )
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling: keep the smallest token set of this mass.")
+    max_new_tokens: int = Field(48, ge=1, le=2048, description="Longest candidate, in tokens.")
+    seed: int = Field(0, description="Sampling seed: candidate j of context i samples with seed + i·k + j.")
+    batch_size: int = Field(8, ge=1, le=512, description="Candidates generated at once.")
+    judge_url: str | None = Field(
+        None, description="An OpenAI-compatible base URL (…/v1) for the LLM judge; None = the offline judge only."
+    )
+    judge_model: str = Field("gpt-4o-mini", description="The model the LLM judge asks.")
+    judge_timeout_s: float = Field(60.0, gt=0, le=600, description="How long one judge request may take.")
+    label_port: int = Field(8502, ge=0, le=65535, description="Port of the labeling page (`rlhf label`).")
+
+
 PRESETS_DIR = Path(__file__).parent / "presets"
 DEFAULT_PRESET = "tiny-cpu"
 
@@ -543,6 +568,7 @@ class AvatarConfig(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     chat: ChatConfig = Field(default_factory=ChatConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    rlhf: RLHFDataConfig = Field(default_factory=RLHFDataConfig)
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
