@@ -761,6 +761,8 @@ def train_grpo(
     rewards = [row["reward"] for row in summary["log"]]
     out.print(f"{summary['steps']} steps on {summary['prompts']} contexts in {summary['seconds']} s; reward "
               f"{rewards[0]:.3f} -> {rewards[-1]:.3f}\nadapter: {path}")  # fmt: skip
+
+
 rlhf_app = typer.Typer(
     help="Candidates for RLHF: sample them from the SFT model, judge, label by hand; "
     "WORKSPACE/rlhf/ranked.jsonl in the seed's format.",
