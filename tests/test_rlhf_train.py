@@ -13,14 +13,16 @@ from conftest import TINY_YAML
 
 from wechat_avatar.config import load_config
 from wechat_avatar.dataset.splits import read_split, self_name
-from wechat_avatar.train.pairs import BadRecord, Ranked, pairs, parse_ranked, prompt_messages, source_from_messages
+from wechat_avatar.errors import TrainingError
+from wechat_avatar.rlhf.ranked import Ranked, source_of
+from wechat_avatar.train.pairs import Pair, all_pairs, read_pairs
 from wechat_avatar.train.scoring import bradley_terry
 from wechat_avatar.workspace import Workspace
 
 RUDE = "滚<s>烦不烦"
 GENTLE = "好的呀<s>别生气嘛"
 RLHF_YAML = {
-    "rlhf_train": {
+    "rlhf": {
         "reward": {"max_steps": 12, "batch_size": 8, "learning_rate": 5e-3, "max_length": 96, "heldout_ratio": 0.25},
         "ppo": {"max_steps": 2, "batch_size": 2, "num_ppo_epochs": 1, "response_length": 6, "save_steps": 1,
                 "learning_rate": 1e-3, "sft_coef": 0.1},
@@ -30,39 +32,18 @@ RLHF_YAML = {
 }  # fmt: skip
 
 
-# --- pairs ------------------------------------------------------------------------------------------------------
+# --- pairs (reading the file and `pairs` itself: tests/test_ranked.py) -------------------------------------------
 
 
-def test_three_scores_give_every_ordered_pair_and_ties_none() -> None:
-    record = parse_ranked({"source": "a:在吗", "resp1": "x", "resp2": "y", "resp3": "z", "scores": ["1", "3", "2"]})
-    assert record.scores == (1.0, 3.0, 2.0)
-    assert {(p.chosen, p.rejected) for p in pairs(record)} == {("y", "x"), ("z", "x"), ("y", "z")}
-    tied = Ranked("a:在吗", ("x", "y", "z"), (1.0, 3.0, 3.0))
-    assert {(p.chosen, p.rejected) for p in pairs(tied)} == {("y", "x"), ("z", "x")}
-    assert pairs(Ranked("a:在吗", ("x", "y", "z"), (2.0, 2.0, 2.0))) == []
-
-
-@pytest.mark.parametrize(
-    ("record", "why"),
-    [
-        ({"resp1": "x", "resp2": "y", "scores": [1, 2]}, "missing field source"),
-        ({"source": "a:b", "resp1": "x", "resp2": "y", "scores": ["1", "good"]}, "'good' is not a number"),
-        ({"source": "a:b", "resp1": "x", "resp2": "y", "resp3": "z", "scores": [1, 2]}, "3 candidates but 2 scores"),
-        ({"source": "a:b", "resp1": "x", "resp2": " ", "scores": [1, 2]}, "a candidate reply is empty"),
-        ({"source": "a:b", "resp1": "x", "resp3": "y", "scores": [1, 2]}, "without gaps"),
-    ],
-)  # fmt: skip
-def test_bad_records_say_what_is_wrong(record: dict, why: str) -> None:  # type: ignore[type-arg]
-    with pytest.raises(BadRecord, match=why):
-        parse_ranked(record)
-
-
-def test_source_round_trips_to_the_prompt_builders_messages() -> None:
-    messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "胡三行:在吗\n胡三行:吃饭去？"},
-                {"role": "assistant", "content": "好<s>走"}, {"role": "user", "content": "胡三行:快点"}]  # fmt: skip
-    source = source_from_messages(messages, "乌冬面")
-    assert source == "胡三行:在吗\n胡三行:吃饭去？\n乌冬面:好\n乌冬面:走\n胡三行:快点"
-    assert prompt_messages(source, "乌冬面", "S", window=10) == messages
+def test_all_pairs_keeps_each_pairs_context_and_read_pairs_says_why_none(tmp_path: Path) -> None:
+    records = [Ranked("a:在吗", ("x", "y", "z"), (1.0, 3.0, 2.0)), Ranked("a:走", ("u", "v"), (2.0, 2.0))]
+    assert all_pairs(records) == [Pair("a:在吗", "y", "z"), Pair("a:在吗", "y", "x"), Pair("a:在吗", "z", "x")]
+    workspace = Workspace(tmp_path)
+    workspace.ranked.parent.mkdir(parents=True)
+    workspace.ranked.write_text('{"source": "a:走", "resp1": "u", "resp2": "v", "scores": [2, 2]}\n'
+                                '{"source": "a:走", "resp1": "u", "resp2": "v", "scores": ["x", 2]}\n')  # fmt: skip
+    with pytest.raises(TrainingError, match=r'no preference pair .*1 × score 1 \("x"\) is not a number'):
+        read_pairs(workspace)
 
 
 # --- the reward loss's direction ----------------------------------------------------------------------------------
@@ -101,7 +82,7 @@ def _ranked_lines(workspace: Path) -> list[str]:
     name = self_name(Workspace(workspace))
     lines = []
     for number, conversation in enumerate(read_split(Workspace(workspace), "test")[:16]):
-        source = source_from_messages(conversation[:-1], name)
+        source = source_of(conversation[:-1], name)
         replies = [conversation[-1]["content"], RUDE, GENTLE]
         order = [(0, 1, 2), (1, 2, 0), (2, 0, 1)][number % 3]  # the rude one is not always resp2
         record = {"source": source, **{f"resp{i + 1}": replies[j] for i, j in enumerate(order)}}
@@ -139,7 +120,7 @@ def reward(rlhf_workspace: Path, rlhf_config: Path) -> dict:  # type: ignore[typ
 
 
 def test_reward_model_learns_the_order_and_reports_held_out_accuracy(reward: dict) -> None:  # type: ignore[type-arg]
-    assert reward["skipped_records"] == {"score 'x' is not a number": 1}
+    assert reward["skipped_records"] == {'score 1 ("x") is not a number': 1}
     assert reward["pairs"]["train"] + reward["pairs"]["heldout"] == 16 * 3  # the tied record gives none
     assert reward["contexts"]["heldout"] == 4
     # context long enough for max_length 96 lost its start, and each such pair is still there
@@ -211,7 +192,7 @@ def test_one_ppo_step_changes_only_the_policy_and_the_critic(ppo_workspace: Work
     from wechat_avatar.train.ppo import PPORecipe
 
     cfg = load_config(rlhf_config)
-    cfg.rlhf_train.ppo.max_steps = 1
+    cfg.rlhf.ppo.max_steps = 1
     recipe = PPORecipe(ppo_workspace, cfg, log=lambda line: None, rude=is_rude)
     recipe.setup()
     assert set(recipe.model.peft_config) == {"policy", "reference", "reward", "critic"}
@@ -253,9 +234,9 @@ def test_ppo_resumed_after_a_stop_equals_an_uninterrupted_run(ppo_workspace: Wor
     run_ppo(ppo_workspace, cfg, log=lambda line: None)
     whole, whole_log = _ppo_state(ppo_workspace)
     # the other run stops after step 1 (what a kill after its checkpoint leaves on disk), then resumes
-    cfg.rlhf_train.ppo.max_steps = 1
+    cfg.rlhf.ppo.max_steps = 1
     run_ppo(other, cfg, log=lambda line: None)
-    cfg.rlhf_train.ppo.max_steps = 2
+    cfg.rlhf.ppo.max_steps = 2
     _, summary = run_ppo(other, cfg, resume=True, log=lambda line: None)
     assert summary["resumed_from"] == "step-1"
     resumed, resumed_log = _ppo_state(other)

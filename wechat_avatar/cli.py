@@ -670,7 +670,7 @@ def train_reward(
     from wechat_avatar.train.reward import run_reward
 
     cfg = _config(config, preset)
-    cfg.rlhf_train.reward = _overlay(cfg.rlhf_train.reward, {"max_steps": max_steps})
+    cfg.rlhf.reward = _overlay(cfg.rlhf.reward, {"max_steps": max_steps})
     _quiet_ml()
     with _progress() as progress:
         path, summary = run_reward(Workspace(workspace), cfg, progress=progress, log=lambda s: err.print(Text(s)))
@@ -695,13 +695,13 @@ def train_ppo(
 
     Policy from the SFT adapter, critic from the reward model, reference (SFT) and reward frozen —
     four LoRA adapters on ONE base in memory. Logs reward, KL, entropy, value loss and the rude share
-    of each step's rollouts; a checkpoint every rlhf_train.ppo.save_steps, --resume after a crash.
+    of each step's rollouts; a checkpoint every rlhf.ppo.save_steps, --resume after a crash.
     """
     from wechat_avatar.eval.metrics import is_rude
     from wechat_avatar.train.ppo import run_ppo
 
     cfg = _config(config, preset)
-    cfg.rlhf_train.ppo = _overlay(cfg.rlhf_train.ppo, {"max_steps": max_steps})
+    cfg.rlhf.ppo = _overlay(cfg.rlhf.ppo, {"max_steps": max_steps})
     _quiet_ml()
     with _progress() as progress:
         path, summary = run_ppo(Workspace(workspace), cfg, resume=resume, progress=progress,
@@ -729,7 +729,7 @@ def train_dpo(
     from wechat_avatar.train.dpo import run_dpo
 
     cfg = _config(config, preset)
-    cfg.rlhf_train.dpo = _overlay(cfg.rlhf_train.dpo, {"max_steps": max_steps})
+    cfg.rlhf.dpo = _overlay(cfg.rlhf.dpo, {"max_steps": max_steps})
     _quiet_ml()
     with _progress() as progress:
         path, summary = run_dpo(Workspace(workspace), cfg, progress=progress, log=lambda s: err.print(Text(s)))
@@ -747,14 +747,14 @@ def train_grpo(
 ) -> None:
     """GRPO with the reward model as reward (TRL's GRPOTrainer): WORKSPACE/adapters/grpo/.
 
-    Samples rlhf_train.grpo.num_generations replies per ranked context from the SFT adapter, scores
+    Samples rlhf.grpo.num_generations replies per ranked context from the SFT adapter, scores
     them with `train reward`'s model and trains on each reply's score against its group's. An
     alternative to `train ppo` without a critic.
     """
     from wechat_avatar.train.grpo import run_grpo
 
     cfg = _config(config, preset)
-    cfg.rlhf_train.grpo = _overlay(cfg.rlhf_train.grpo, {"max_steps": max_steps})
+    cfg.rlhf.grpo = _overlay(cfg.rlhf.grpo, {"max_steps": max_steps})
     _quiet_ml()
     with _progress() as progress:
         path, summary = run_grpo(Workspace(workspace), cfg, progress=progress, log=lambda s: err.print(Text(s)))

@@ -389,15 +389,6 @@ class GRPOConfig(Section):
         return self
 
 
-class RLHFTrainConfig(Section):
-    """Training on ranked candidates: the reward model, PPO, DPO, GRPO (`wechat-avatar train …`)."""
-
-    reward: RewardConfig = Field(default_factory=RewardConfig)
-    ppo: PPOConfig = Field(default_factory=PPOConfig)
-    dpo: DPOConfig = Field(default_factory=DPOConfig)
-    grpo: GRPOConfig = Field(default_factory=GRPOConfig)
-
-
 class EvalConfig(Section):
     """Held-out evaluation (`wechat-avatar eval`, whose flags override these, and `run`). Recorded in metrics.json."""
 
@@ -518,8 +509,9 @@ class ServeConfig(Section):
 JUDGE_KEY_ENV = "WECHAT_AVATAR_JUDGE_KEY"  # the LLM judge's API key, read from the environment only
 
 
-class RLHFDataConfig(Section):
-    """Candidates and their scores (`wechat-avatar rlhf sample | judge | label`, whose flags override these)."""
+class RLHFConfig(Section):
+    """RLHF: candidates and their scores (`wechat-avatar rlhf sample | judge | label`, whose flags override
+    these), and training on them (`wechat-avatar train reward | ppo | dpo | grpo`: the sub-sections)."""
 
     k: int = Field(3, ge=2, le=16, description="Candidate replies sampled per context (the seed's resp1..resp3).")
     contexts: int = Field(
@@ -538,6 +530,10 @@ class RLHFDataConfig(Section):
     judge_model: str = Field("gpt-4o-mini", description="The model the LLM judge asks.")
     judge_timeout_s: float = Field(60.0, gt=0, le=600, description="How long one judge request may take.")
     label_port: int = Field(8502, ge=0, le=65535, description="Port of the labeling page (`rlhf label`).")
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+    ppo: PPOConfig = Field(default_factory=PPOConfig)
+    dpo: DPOConfig = Field(default_factory=DPOConfig)
+    grpo: GRPOConfig = Field(default_factory=GRPOConfig)
 
 
 PRESETS_DIR = Path(__file__).parent / "presets"
@@ -564,11 +560,10 @@ class AvatarConfig(Section):
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     sft: SFTConfig = Field(default_factory=SFTConfig)
-    rlhf_train: RLHFTrainConfig = Field(default_factory=RLHFTrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     chat: ChatConfig = Field(default_factory=ChatConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
-    rlhf: RLHFDataConfig = Field(default_factory=RLHFDataConfig)
+    rlhf: RLHFConfig = Field(default_factory=RLHFConfig)
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
     wechat-avatar train dpo [--max-steps N]
 
-The SFT adapter is trained on every ordered pair of train/pairs.py, with itself (an untouched copy
+The SFT adapter is trained on every ordered pair of rlhf/ranked.py, with itself (an untouched copy
 TRL keeps as the adapter "ref") as the reference: no reward model, no sampling. Prompts come from
 the project's prompt builder; a prompt too long for `max_length` loses its oldest turns here
 (counted in run.json), since TRL would cut the reply's end or drop the pair.
@@ -21,8 +21,8 @@ from wechat_avatar.config import AvatarConfig
 from wechat_avatar.dataset.splits import dataset_hash, self_name
 from wechat_avatar.errors import TrainingError
 from wechat_avatar.models.load import RUN_FILE, check_adapter, fingerprint, load_base, resolve
-from wechat_avatar.train.pairs import all_pairs, fit_prompt, prompt_messages
-from wechat_avatar.train.reward import read_pairs
+from wechat_avatar.rlhf.ranked import conversation
+from wechat_avatar.train.pairs import all_pairs, fit_prompt, read_pairs
 from wechat_avatar.train.sft import ReportCallback, plot_losses
 from wechat_avatar.workspace import Workspace
 
@@ -44,13 +44,13 @@ def preference_rows(workspace: Workspace, cfg: AvatarConfig, tokenizer: Any) -> 
                                                                                        dict[str, int]]:  # fmt: skip
     """TRL's conversational preference rows (prompt, chosen, rejected) and what fitting them cost."""
     records, skipped = read_pairs(workspace)
-    name, budget = self_name(workspace), cfg.rlhf_train.dpo.max_length
+    name, budget = self_name(workspace), cfg.rlhf.dpo.max_length
     system = cfg.dataset.system_prompt.format(name=name)
     length = token_length(tokenizer)
     rows, cut = [], {"pairs_truncated": 0, "messages_dropped": 0, "skipped_records": sum(skipped.values())}
     for pair in all_pairs(records):
         reply = max(len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in (pair.chosen, pair.rejected))
-        messages = prompt_messages(pair.source, name, system, cfg.dataset.context_window)
+        messages = conversation(pair.source, name, system, cfg.dataset.context_window)
         messages, dropped = fit_prompt(messages, length, budget - reply - 2)  # 2: the reply's end marks
         cut["pairs_truncated"] += dropped > 0
         cut["messages_dropped"] += dropped
@@ -66,7 +66,7 @@ def run_dpo(workspace: Workspace, cfg: AvatarConfig, *, progress: Progress | Non
     from transformers import PrinterCallback
     from trl import DPOConfig, DPOTrainer
 
-    d = cfg.rlhf_train.dpo
+    d = cfg.rlhf.dpo
     sft = workspace.trained_adapter("sft")
     if sft is None:
         raise TrainingError(f"no SFT adapter in {workspace.adapter('sft')}: DPO starts from it",

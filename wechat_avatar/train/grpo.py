@@ -25,9 +25,9 @@ from wechat_avatar.config import AvatarConfig
 from wechat_avatar.dataset.splits import dataset_hash, self_name
 from wechat_avatar.errors import TrainingError
 from wechat_avatar.models.load import RUN_FILE, check_adapter, fingerprint, load_base, resolve
+from wechat_avatar.rlhf.ranked import conversation
 from wechat_avatar.train.dpo import named, token_length
-from wechat_avatar.train.pairs import fit_prompt, prompt_messages
-from wechat_avatar.train.reward import read_pairs
+from wechat_avatar.train.pairs import fit_prompt, read_pairs
 from wechat_avatar.train.scoring import ScoreHead, encode_reply, score_rows
 from wechat_avatar.train.sft import ReportCallback
 from wechat_avatar.workspace import Workspace
@@ -43,7 +43,7 @@ def reward_function(workspace: Workspace, cfg: AvatarConfig, reward: Path) -> Re
     base, tokenizer = load_base(resolve(workspace, cfg.model), cfg.model)
     model = PeftModel.from_pretrained(base, str(reward)).eval()
     head = ScoreHead.load(reward).requires_grad_(False)
-    max_length = cfg.rlhf_train.reward.max_length
+    max_length = cfg.rlhf.reward.max_length
 
     @torch.no_grad()
     def reward_model(prompts: list[list[dict[str, str]]], completions: list[list[dict[str, str]]],
@@ -62,7 +62,7 @@ def run_grpo(workspace: Workspace, cfg: AvatarConfig, *, progress: Progress | No
     from transformers import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    g = cfg.rlhf_train.grpo
+    g = cfg.rlhf.grpo
     sft, reward = workspace.trained_adapter("sft"), workspace.trained_adapter("reward")
     if sft is None or reward is None:
         missing = "an SFT adapter" if sft is None else "a reward model"
@@ -76,8 +76,8 @@ def run_grpo(workspace: Workspace, cfg: AvatarConfig, *, progress: Progress | No
     records, _ = read_pairs(workspace)
     name = self_name(workspace)
     system = cfg.dataset.system_prompt.format(name=name)
-    budget = cfg.rlhf_train.reward.max_length - g.max_completion_length
-    prompts = [fit_prompt(prompt_messages(s, name, system, cfg.dataset.context_window), token_length(tokenizer),
+    budget = cfg.rlhf.reward.max_length - g.max_completion_length
+    prompts = [fit_prompt(conversation(s, name, system, cfg.dataset.context_window), token_length(tokenizer),
                           budget)[0] for s in sorted({r.source for r in records})]  # fmt: skip
     model = PeftModel.from_pretrained(base, str(sft), is_trainable=True)
     args = GRPOConfig(

@@ -44,10 +44,10 @@ from wechat_avatar.config import AvatarConfig
 from wechat_avatar.dataset.splits import dataset_hash, read_split, self_name
 from wechat_avatar.errors import TrainingError
 from wechat_avatar.models.load import RUN_FILE, check_adapter, fingerprint, load_base, resolve
+from wechat_avatar.rlhf.ranked import conversation
 from wechat_avatar.train.loss import reply_loss
 from wechat_avatar.train.packing import PackedCollator
-from wechat_avatar.train.pairs import prompt_messages
-from wechat_avatar.train.reward import read_pairs
+from wechat_avatar.train.pairs import read_pairs
 from wechat_avatar.train.scoring import ScoreHead, decoder_hidden, encode_reply, score_rows
 from wechat_avatar.train.sft import encode_split
 from wechat_avatar.workspace import Workspace
@@ -154,7 +154,7 @@ class PPORecipe:
                                 hint="run without --resume to start training")  # fmt: skip
 
     def setup(self) -> None:
-        p = self.cfg.rlhf_train.ppo
+        p = self.cfg.rlhf.ppo
         for adapter in (self.sft, self.reward):
             check_adapter(self.workspace, self.cfg, adapter)  # type: ignore[arg-type]
         records, _ = read_pairs(self.workspace)
@@ -163,7 +163,7 @@ class PPORecipe:
         name = self_name(self.workspace)
         system = self.cfg.dataset.system_prompt.format(name=name)
         contexts = sorted({r.source for r in records})
-        self.prompts = [prompt_messages(s, name, system, self.cfg.dataset.context_window) for s in contexts]
+        self.prompts = [conversation(s, name, system, self.cfg.dataset.context_window) for s in contexts]
         self.prompt_ids = [self._prompt_ids(m) for m in self.prompts]
         # one base, four adapters: only policy and critic will ever have requires_grad
         self.model = PeftModel.from_pretrained(base, str(self.sft), adapter_name="policy", is_trainable=True)
@@ -181,7 +181,7 @@ class PPORecipe:
     def _prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return ids[-self.cfg.rlhf_train.ppo.max_prompt_length :]  # the oldest turns go first
+        return ids[-self.cfg.rlhf.ppo.max_prompt_length :]  # the oldest turns go first
 
     def _use(self, role: str) -> None:
         """Switch the active adapter. peft's set_adapter marks the active adapter trainable, so the
@@ -203,7 +203,7 @@ class PPORecipe:
         the entropy of each position's distribution. Shapes [B, R]."""
         hidden = decoder_hidden(self.model, traj_tokens, attention, positions)[:, -width - 1 : -1]
         logits = self.model.get_base_model().get_output_embeddings()(hidden).float()
-        logp = F.log_softmax(logits / self.cfg.rlhf_train.ppo.temperature, dim=-1)
+        logp = F.log_softmax(logits / self.cfg.rlhf.ppo.temperature, dim=-1)
         chosen = logp.gather(-1, traj_tokens[:, -width:, None]).squeeze(-1)
         return chosen, -(logp.exp() * logp).sum(-1)
 
@@ -216,14 +216,14 @@ class PPORecipe:
     def _scores(self, batch: list[int], replies: list[str]) -> torch.Tensor:
         """The reward model scores each reply as it was trained to: context + reply, chat template."""
         self._use("reward")
-        max_length = self.cfg.rlhf_train.reward.max_length
+        max_length = self.cfg.rlhf.reward.max_length
         pairs = zip(batch, replies, strict=True)
         rows = [encode_reply(self.tokenizer, self.prompts[i], reply, max_length)[0] for i, reply in pairs]
         return score_rows(self.model, self.reward_head, rows, self.tokenizer.pad_token_id)
 
     @torch.no_grad()
     def rollout(self, step: int) -> Trajectory:
-        p = self.cfg.rlhf_train.ppo
+        p = self.cfg.rlhf.ppo
         count = min(p.batch_size, len(self.prompts))
         batch = random.Random(p.seed * 100_003 + step).sample(range(len(self.prompts)), count)
         rows = [self.prompt_ids[i] for i in batch]
@@ -262,15 +262,15 @@ class PPORecipe:
                           advantages, returns, replies)  # fmt: skip
 
     def _sft_loss(self, step: int, epoch: int) -> torch.Tensor:
-        size = self.cfg.rlhf_train.ppo.batch_size
-        rng = random.Random(self.cfg.rlhf_train.ppo.seed * 7 + step * 31 + epoch)
+        size = self.cfg.rlhf.ppo.batch_size
+        rng = random.Random(self.cfg.rlhf.ppo.seed * 7 + step * 31 + epoch)
         rows = rng.sample(self.sft_rows, min(size, len(self.sft_rows)))
         return reply_loss(self.model, PackedCollator(self.tokenizer.pad_token_id)(rows), None)
 
     # -- the loop --------------------------------------------------------------------------------------------------
 
     def train(self) -> dict[str, Any]:
-        p = self.cfg.rlhf_train.ppo
+        p = self.cfg.rlhf.ppo
         if not self.resume and self.checkpoints.exists():
             shutil.rmtree(self.checkpoints)  # a fresh run must not pick up another run's checkpoints
         params = self.trainable()
@@ -324,7 +324,7 @@ class PPORecipe:
 
     def _report(self, row: dict[str, Any], advance: Callable[..., None] | None) -> None:
         rude = f"  rude {row['rude_share']:.0%}" if "rude_share" in row else ""
-        line = (f"step {row['step']}/{self.cfg.rlhf_train.ppo.max_steps}  reward {row['reward']:.3f}  "
+        line = (f"step {row['step']}/{self.cfg.rlhf.ppo.max_steps}  reward {row['reward']:.3f}  "
                 f"kl {row['kl']:.4f}  entropy {row['entropy']:.3f}  value loss {row['value_loss']:.4f}"
                 f"{rude}")  # fmt: skip
         if advance:
@@ -375,7 +375,7 @@ class PPORecipe:
             "stage": "ppo", "base": self.cfg.model.base, "base_source": self.source,
             "base_fingerprint": fingerprint(self.source), "preset": self.cfg.preset,
             "dataset": dataset_hash(self.workspace), "policy_from": str(self.sft), "reward_from": str(self.reward),
-            "config": {"model": self.cfg.model.model_dump(), "ppo": self.cfg.rlhf_train.ppo.model_dump()}, **summary,
+            "config": {"model": self.cfg.model.model_dump(), "ppo": self.cfg.rlhf.ppo.model_dump()}, **summary,
         }  # fmt: skip
         (self.out / RUN_FILE).write_text(json.dumps(record, ensure_ascii=False, indent=1), encoding="utf-8")
         return self.out

@@ -2,7 +2,7 @@
 
     wechat-avatar train reward [--max-steps N]
 
-Every ordered pair of differently scored candidates in WORKSPACE/rlhf/ranked.jsonl (train/pairs.py)
+Every ordered pair of differently scored candidates in WORKSPACE/rlhf/ranked.jsonl (rlhf/ranked.py: `pairs`)
 is one Bradley-Terry example: the reward of the higher-scored reply should be higher
 (train/scoring.py: `bradley_terry`, with the sign the seed got wrong, tested). Whole contexts are
 held out (never half of a context's pairs), and held-out pair accuracy — the share of held-out
@@ -29,9 +29,9 @@ from peft import LoraConfig, get_peft_model
 
 from wechat_avatar.config import AvatarConfig
 from wechat_avatar.dataset.splits import dataset_hash, self_name
-from wechat_avatar.errors import TrainingError
 from wechat_avatar.models.load import RUN_FILE, fingerprint, load_base, resolve
-from wechat_avatar.train.pairs import Pair, Ranked, all_pairs, prompt_messages, read_ranked
+from wechat_avatar.rlhf.ranked import Ranked, conversation
+from wechat_avatar.train.pairs import Pair, all_pairs, read_pairs
 from wechat_avatar.train.scoring import ScoreHead, bradley_terry, encode_reply, score_rows
 from wechat_avatar.train.sft import plot_losses
 from wechat_avatar.workspace import Workspace
@@ -57,20 +57,6 @@ def split_contexts(records: list[Ranked], ratio: float, seed: int) -> tuple[list
     return [r for r in records if r.source not in held], [r for r in records if r.source in held]
 
 
-def read_pairs(workspace: Workspace) -> tuple[list[Ranked], dict[str, int]]:
-    """The usable ranked records, and what was skipped; no file or no pair at all is an error."""
-    path = workspace.ranked
-    if not path.is_file():
-        raise TrainingError(f"no ranked candidates at {path}", hint="run `wechat-avatar rlhf sample`, `rlhf judge` "
-                            "(and `rlhf label` to correct it) first, or `rlhf import` the seed's file")  # fmt: skip
-    records, skipped = read_ranked(path)
-    if not all_pairs(records):
-        why = "; ".join(f"{n} × {reason}" for reason, n in skipped.items()) or "every context's scores are tied"
-        raise TrainingError(f"{path} gives no preference pair ({len(records)} usable records; {why})",
-                            hint="score the candidates differently (`wechat-avatar rlhf label`)")  # fmt: skip
-    return records, dict(skipped)
-
-
 class RewardRecipe:
     """setup() reads pairs and loads the base, train() runs the loop, save() writes the adapter."""
 
@@ -80,7 +66,7 @@ class RewardRecipe:
         self.out = workspace.adapter("reward")
 
     def setup(self) -> None:
-        r = self.cfg.rlhf_train.reward
+        r = self.cfg.rlhf.reward
         records, self.skipped = read_pairs(self.workspace)
         train, held = split_contexts(records, r.heldout_ratio, r.seed)
         self.source = resolve(self.workspace, self.cfg.model)
@@ -98,8 +84,8 @@ class RewardRecipe:
         self.head = ScoreHead(model.config.hidden_size).to(model.device)
 
     def _encode(self, pair: Pair, name: str) -> Encoded:
-        messages = prompt_messages(pair.source, name, self.system, self.cfg.dataset.context_window)
-        max_length = self.cfg.rlhf_train.reward.max_length
+        messages = conversation(pair.source, name, self.system, self.cfg.dataset.context_window)
+        max_length = self.cfg.rlhf.reward.max_length
         (chosen, cut_c), (rejected, cut_r) = (encode_reply(self.tokenizer, messages, reply, max_length)
                                               for reply in (pair.chosen, pair.rejected))  # fmt: skip
         if cut_c or cut_r:  # counted, reported: the pair itself is kept
@@ -118,7 +104,7 @@ class RewardRecipe:
         if not pairs:
             return None
         self.model.eval()
-        size = self.cfg.rlhf_train.reward.batch_size
+        size = self.cfg.rlhf.reward.batch_size
         right = 0
         for start in range(0, len(pairs), size):
             chosen, rejected = self._scores(pairs[start : start + size])
@@ -126,7 +112,7 @@ class RewardRecipe:
         return round(right / len(pairs), 4)
 
     def train(self) -> dict[str, Any]:
-        r = self.cfg.rlhf_train.reward
+        r = self.cfg.rlhf.reward
         per_epoch = -(-len(self.train_pairs) // r.batch_size)
         steps = r.max_steps or max(1, round(r.epochs * per_epoch))
         before = {"train": self.accuracy(self.train_pairs), "heldout": self.accuracy(self.held_pairs)}
@@ -173,7 +159,7 @@ class RewardRecipe:
             "stage": "reward", "base": self.cfg.model.base, "base_source": self.source,
             "base_fingerprint": fingerprint(self.source), "preset": self.cfg.preset,
             "dataset": dataset_hash(self.workspace), "ranked": str(self.workspace.ranked),
-            "config": {"model": self.cfg.model.model_dump(), "reward": self.cfg.rlhf_train.reward.model_dump()},
+            "config": {"model": self.cfg.model.model_dump(), "reward": self.cfg.rlhf.reward.model_dump()},
             **summary,
         }  # fmt: skip
         (self.out / RUN_FILE).write_text(json.dumps(record, ensure_ascii=False, indent=1), encoding="utf-8")

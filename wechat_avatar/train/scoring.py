@@ -52,7 +52,7 @@ class ScoreHead(nn.Module):
 def bradley_terry(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
     """-log sigmoid(r_chosen - r_rejected): minimised by rewarding the chosen reply MORE (the seed's
     train_reward.py had the difference the other way round, teaching the reward model to prefer
-    the worse reply; tests/test_rlhf_train.py shows that loss failing)."""
+    the worse reply; tests/test_rlhf.py shows that loss failing)."""
     return -F.logsigmoid(chosen - rejected).mean()
 
 
