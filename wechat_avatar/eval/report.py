@@ -66,7 +66,7 @@ def write_report(result: dict[str, Any], examples: Sequence[dict[str, Any]], pat
 
 def summary_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """The main numbers, one row per run (the CLI prints this table too)."""
-    headers = ["run", "perplexity", *(title for _, title in SCORES), "style gap", "rude", "privacy hits"]
+    headers = ["run", "perplexity", *(title for _, title in SCORES), "style gap", "rude", "hostile", "privacy hits"]
     rows = []
     for run in result["runs"]:
         m, privacy = run["metrics"], run["privacy"]
@@ -79,6 +79,7 @@ def summary_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             *(f"{m[key]:.2f}" for key, _ in SCORES),
             f"{100 * gap:.0f} %" if gap is not None else "–",
             f"{100 * run['civility']['rude_share']:.1f} %",
+            f"{100 * run['civility'].get('hostile_share', 0.0):.1f} %",  # .get: metrics.json from before it
             f"{leaks} / {privacy['test_replies'] + privacy['probe_replies']}",
         ])  # fmt: skip
     return headers, rows
