@@ -439,18 +439,22 @@ def run(
         list[str] | None,
         typer.Option("--ingest", help="An export to ingest, instead of avatar.yaml's ingest_paths (repeatable)."),
     ] = None,
+    rlhf: Annotated[bool, typer.Option(help="Run the RLHF stages of rlhf.stages after eval.")] = True,
 ) -> None:
-    """Every stage in order — ingest, dataset, pretrain (tiny preset), sft, eval — skipping
-    stages whose outputs are newer than their inputs and were made with the same settings.
+    """Every stage in order — ingest, dataset, pretrain (tiny preset), sft, eval, then RLHF: rlhf sample,
+    rlhf judge (offline), train reward, train ppo (rlhf.stages) — skipping stages whose outputs are newer
+    than their inputs and were made with the same settings.
 
     Ingest reads avatar.yaml's ingest_paths (or --ingest). Change a setting and only the stages that read
-    it (and those after them) run again.
+    it (and those after them) run again. --no-rlhf stops after eval.
     """
     from wechat_avatar.pipeline import run_pipeline
 
     cfg = _config(config, preset)
     if ingest_paths:
         cfg.ingest_paths = ingest_paths
+    if not rlhf:
+        cfg.rlhf.stages = []
     _quiet_ml()
     with _progress() as progress:
         done = run_pipeline(Workspace(workspace), cfg, force=force, progress=progress, log=lambda s: err.print(Text(s)))

@@ -530,6 +530,11 @@ class RLHFConfig(Section):
     judge_model: str = Field("gpt-4o-mini", description="The model the LLM judge asks.")
     judge_timeout_s: float = Field(60.0, gt=0, le=600, description="How long one judge request may take.")
     label_port: int = Field(8502, ge=0, le=65535, description="Port of the labeling page (`rlhf label`).")
+    stages: list[Literal["sample", "judge", "reward", "ppo", "dpo", "grpo"]] = Field(
+        default_factory=lambda: ["sample", "judge", "reward", "ppo"],
+        description="RLHF stages `wechat-avatar run` runs after eval, always in the order sample, judge, reward, "
+        "ppo, dpo, grpo, with the offline judge ([] or `run --no-rlhf`: none).",
+    )
     reward: RewardConfig = Field(default_factory=RewardConfig)
     ppo: PPOConfig = Field(default_factory=PPOConfig)
     dpo: DPOConfig = Field(default_factory=DPOConfig)
