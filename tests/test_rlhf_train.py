@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +29,7 @@ RLHF_YAML = {
     "rlhf": {
         "reward": {"max_steps": 12, "batch_size": 8, "learning_rate": 5e-3, "max_length": 96, "heldout_ratio": 0.25},
         "ppo": {"max_steps": 2, "batch_size": 2, "num_ppo_epochs": 1, "response_length": 6, "save_steps": 1,
-                "learning_rate": 1e-3, "sft_coef": 0.1},
+                "learning_rate": 1e-3, "sft_coef": 0.1, "max_prompt_length": 96},
         "dpo": {"max_steps": 2, "batch_size": 2, "max_length": 96},
         "grpo": {"max_steps": 2, "batch_size": 2, "num_generations": 2, "max_completion_length": 6},
     }
@@ -130,12 +134,13 @@ def test_reward_model_learns_the_order_and_reports_held_out_accuracy(reward: dic
     assert reward["accuracy_after"]["heldout"] >= 0.75
 
 
-def test_the_recipe_with_the_seeds_inverted_loss_orders_pairs_wrong(rlhf_workspace: Path, rlhf_config: Path,
-                                                                    tmp_path: Path) -> None:  # fmt: skip
+def test_the_recipe_with_the_seeds_inverted_loss_orders_pairs_wrong(rlhf_workspace: Path, rlhf_config: Path) -> None:
     from wechat_avatar.train.reward import RewardRecipe
 
-    workspace = Workspace(Path(shutil.copytree(rlhf_workspace, tmp_path / "workspace")))
-    recipe = RewardRecipe(workspace, load_config(rlhf_config), log=lambda line: None, loss=_inverted)
+    cfg = load_config(rlhf_config)
+    cfg.rlhf.reward.max_steps = 6  # half the fixture's: enough to order the training pairs the wrong way
+    # setup() and train() only read the workspace (save() would write): no copy needed
+    recipe = RewardRecipe(Workspace(rlhf_workspace), cfg, log=lambda line: None, loss=_inverted)
     recipe.setup()
     summary = recipe.train()
     assert summary["accuracy_after"]["train"] < 0.5
@@ -225,19 +230,27 @@ def _ppo_state(workspace: Workspace) -> tuple[dict[str, torch.Tensor], list[dict
     return weights, json.loads((folder / "run.json").read_text(encoding="utf-8"))["log"]
 
 
-def test_ppo_resumed_after_a_stop_equals_an_uninterrupted_run(ppo_workspace: Workspace, rlhf_config: Path,
-                                                               tmp_path: Path) -> None:  # fmt: skip
+def test_ppo_resumed_after_kill_9_equals_an_uninterrupted_run(ppo_workspace: Workspace, rlhf_config: Path,
+                                                              tmp_path: Path) -> None:  # fmt: skip
+    from wechat_avatar.eval.metrics import is_rude
     from wechat_avatar.train.ppo import run_ppo
 
     cfg = load_config(rlhf_config)  # 2 steps, a checkpoint after each
     other = Workspace(Path(shutil.copytree(ppo_workspace.root, tmp_path / "other")))
-    run_ppo(ppo_workspace, cfg, log=lambda line: None)
+    run_ppo(ppo_workspace, cfg, log=lambda line: None, rude=is_rude)  # the CLI's rude check, as below
     whole, whole_log = _ppo_state(ppo_workspace)
-    # the other run stops after step 1 (what a kill after its checkpoint leaves on disk), then resumes
-    cfg.rlhf.ppo.max_steps = 1
-    run_ppo(other, cfg, log=lambda line: None)
-    cfg.rlhf.ppo.max_steps = 2
-    _, summary = run_ppo(other, cfg, resume=True, log=lambda line: None)
+    # the other run is `train ppo` in a child process, killed with SIGKILL once its first checkpoint is complete
+    command = [sys.executable, "-m", "wechat_avatar", "train", "ppo", "--workspace", str(other.root),
+               "--config", str(rlhf_config)]  # fmt: skip
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = other.adapter("ppo") / "checkpoints" / "step-1" / "state.json"
+    deadline = time.monotonic() + 600
+    while not first.is_file() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    child.kill()
+    assert child.wait() == -signal.SIGKILL, "the child ended before it could be killed after step 1"
+    assert not (other.adapter("ppo") / "run.json").exists()  # it never got to the end
+    _, summary = run_ppo(other, cfg, resume=True, log=lambda line: None, rude=is_rude)
     assert summary["resumed_from"] == "step-1"
     resumed, resumed_log = _ppo_state(other)
     assert resumed_log == whole_log and len(whole_log) == 2
