@@ -28,10 +28,11 @@ LAYERS: list[set[str]] = [
     {"dataset"},
     {"memory"},  # your own past exchanges, pseudonymised as the dataset is; eval, chat and serve read it
     {"generate", "models"},
+    {"rlhf"},  # samples through generate + models; train reads its ranked file; eval, serve, chat and web use it
     {"train"},
     {"eval"},
     {"serve"},  # the reply engine: terminal chat goes through it too
-    {"chat", "web", "rlhf"},
+    {"chat", "web"},
     {"channels"},
     {"pipeline"},
     {"cli"},

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from wechat_avatar.eval import metrics, privacy
+from wechat_avatar.rlhf.civility import hostile
 from wechat_avatar.workspace import Workspace
 
 
@@ -101,10 +102,13 @@ def test_style_gap_is_relative_and_skips_zero_stats() -> None:
     assert gap["mean_abs"] == pytest.approx((0.5 + 0.25 + 0) / 3)
 
 
-def test_civility_uses_the_dataset_lexicon_per_bubble() -> None:
-    result = metrics.civility(["你有病吧", "好的", "滚<s>哈哈", "滚动一下", "sb"])
-    assert result == {"rude": 3, "replies": 5, "rude_share": pytest.approx(3 / 5)}
-    assert metrics.civility([])["rude_share"] == 0.0
+def test_civility_uses_the_dataset_lexicon_per_bubble_and_the_judges_measure_beside_it() -> None:
+    result = metrics.civility(["你有病吧", "好的", "滚<s>哈哈", "滚动一下", "sb", "呵呵<s>随便你"])
+    assert result["rude"] == 3 and result["replies"] == 6 and result["rude_share"] == pytest.approx(3 / 6)
+    # the second measure counts the brush-off without a swear word, which the lexicon misses
+    assert result["hostile"] == 4 and result["hostile_share"] == pytest.approx(4 / 6)
+    assert hostile("呵呵<s>随便你") and not metrics.is_rude("呵呵<s>随便你")
+    assert metrics.civility([])["rude_share"] == 0.0 and metrics.civility([])["hostile_share"] == 0.0
 
 
 # --- privacy ------------------------------------------------------------------------------------------------------

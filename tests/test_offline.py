@@ -182,17 +182,20 @@ def test_a_hub_model_id_is_refused_by_the_guard(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_demo_stages_make_no_network_attempt(tmp_path: Path) -> None:
-    """synth -> run (ingest, dataset, pretrain, sft, eval) -> stats -> chat, as `make demo` runs them."""
+    """synth -> run (ingest … eval, then the RLHF stages) -> stats -> chat, as `make demo` runs them."""
     guarded = Guarded(tmp_path, netns=True)
     export, workspace = tmp_path / "demo" / "export", tmp_path / "demo" / "workspace"
     config = tmp_path / "demo.yaml"  # configs/demo.yaml's settings, each stage at its smallest (same code paths)
     tiny = TINY_YAML.replace("pretrain_steps: 30", "pretrain_steps: 3").replace("max_steps: 6", "max_steps: 2")
     settings = f"preset: tiny-cpu\ningest_paths: [{export}]\n{tiny}eval: {{samples: 2, max_new_tokens: 4}}\n"
     assert "pretrain_steps: 3," in settings and "save_steps: 3" in settings
+    settings += ("rlhf: {k: 2, contexts: 2, max_new_tokens: 4, reward: {max_steps: 1, max_length: 64},\n"
+                 "       ppo: {max_steps: 1, batch_size: 2, response_length: 4, max_prompt_length: 48}}\n")  # fmt: skip
     config.write_text(settings.replace("save_steps: 3", "save_steps: 1"), encoding="utf-8")  # a checkpoint too
     guarded.cli("synth", export, "--messages", "1500", "--seed", "7")
     run = guarded.cli("run", "--config", config, "--workspace", workspace)
     assert "report: " in run.stdout and (workspace / "adapters" / "sft" / "adapter_model.safetensors").is_file()
+    assert (workspace / "adapters" / "ppo" / "adapter_model.safetensors").is_file()  # RLHF, offline judge
     guarded.cli("stats", "--workspace", workspace)
     chat = guarded.cli("chat", "--workspace", workspace, "--as", "胡三行", "-m", "在吗", "-m", "晚上吃啥",
                        "--max-new-tokens", "4")  # fmt: skip

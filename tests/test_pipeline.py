@@ -10,9 +10,15 @@ from pathlib import Path
 import yaml
 from conftest import run_cli
 
+# the RLHF stages at their smallest: 2 candidates for a few contexts, 2 reward steps, 1 PPO step
+RLHF_YAML = """\
+rlhf: {k: 2, contexts: 2, max_new_tokens: 4, reward: {max_steps: 2, max_length: 96},
+       ppo: {max_steps: 1, batch_size: 2, num_ppo_epochs: 1, response_length: 4, max_prompt_length: 64}}
+"""
+
 
 def _stages(stderr: str) -> dict[str, str]:
-    names = ("ingest", "dataset", "pretrain", "sft", "eval")
+    names = ("ingest", "dataset", "pretrain", "sft", "eval", "sample", "judge", "reward", "ppo")
     return {line.split(":")[0]: line.split(": ", 1)[1] for line in stderr.splitlines() if line.startswith(names)}
 
 
@@ -21,10 +27,10 @@ def test_run_all_then_skip_then_only_what_changed(export, dataset_workspace: Pat
     workspace = Path(shutil.copytree(dataset_workspace, tmp_path / "ws"))
     config = tmp_path / "avatar.yaml"
     base = tiny_config.read_text(encoding="utf-8") + f"ingest_paths: [{export.db_path.parent}]\n"
-    base += "eval: {samples: 3, max_new_tokens: 4}\n"
+    base += "eval: {samples: 3, max_new_tokens: 4}\n" + RLHF_YAML
     config.write_text(base, encoding="utf-8")
 
-    first = run_cli("run", "--workspace", workspace, "--config", config)
+    first = run_cli("run", "--workspace", workspace, "--config", config, "--no-rlhf")
     assert first.returncode == 0, first.stderr
     ran = _stages(first.stderr)
     assert list(ran) == ["ingest", "dataset", "pretrain", "sft", "eval"]
@@ -32,6 +38,18 @@ def test_run_all_then_skip_then_only_what_changed(export, dataset_workspace: Pat
     assert ran["ingest"].startswith("added 0 messages")  # the export was already in chat.db
     assert (workspace / "eval" / "run" / "report.html").is_file()
     assert "report: " in first.stdout
+
+    # with RLHF (the default): only its stages run, sample -> offline judge -> reward -> ppo
+    rlhf = run_cli("run", "--workspace", workspace, "--config", config)
+    assert rlhf.returncode == 0, rlhf.stderr
+    ran = _stages(rlhf.stderr)
+    assert list(ran) == ["ingest", "dataset", "pretrain", "sft", "eval", "sample", "judge", "reward", "ppo"]
+    assert [n for n, s in ran.items() if s != "fresh, skipped"] == ["sample", "judge", "reward", "ppo"]
+    assert ran["judge"].startswith("offline judge scored")
+    ranked = [json.loads(line) for line in (workspace / "rlhf" / "ranked.jsonl").read_text("utf-8").splitlines()]
+    assert ranked and all(r["judge"] == "offline" and len(r["scores"]) == 2 for r in ranked)
+    ppo = json.loads((workspace / "adapters" / "ppo" / "run.json").read_text(encoding="utf-8"))
+    assert len(ppo["log"]) == 1 and (workspace / "adapters" / "reward" / "score.safetensors").is_file()
 
     unpacked_rows = json.loads((workspace / "adapters" / "sft" / "run.json").read_text(encoding="utf-8"))["train_rows"]
 
@@ -42,9 +60,10 @@ def test_run_all_then_skip_then_only_what_changed(export, dataset_workspace: Pat
     # packing (off by default, on in the GPU presets) is an sft setting too; this run covers it end to end
     changed = base.replace("learning_rate: 2.0e-3", "learning_rate: 1.0e-3, packing: true")
     config.write_text(changed, encoding="utf-8")
-    third = run_cli("run", "--workspace", workspace, "--config", config)
+    third = run_cli("run", "--workspace", workspace, "--config", config, "--no-rlhf")
     assert third.returncode == 0, third.stderr
     stages = _stages(third.stderr)
+    assert list(stages) == ["ingest", "dataset", "pretrain", "sft", "eval"]
     assert [n for n, s in stages.items() if s == "fresh, skipped"] == ["ingest", "dataset", "pretrain"]
     run = json.loads((workspace / "adapters" / "sft" / "run.json").read_text(encoding="utf-8"))
     assert run["config"]["sft"]["learning_rate"] == 1.0e-3 and run["config"]["sft"]["packing"] is True

@@ -11,21 +11,24 @@ from pathlib import Path
 
 from wechat_avatar.config import AvatarConfig, ChatConfig
 from wechat_avatar.dataset.window import Line
+from wechat_avatar.errors import UsageError
+from wechat_avatar.rlhf import corrections
+from wechat_avatar.rlhf.ranked import Ranked
 from wechat_avatar.serve.engine import Backend, Sampling
 from wechat_avatar.serve.engines import open_engine
 from wechat_avatar.workspace import Workspace
 
 
 class ChatSession:
-    def __init__(self, engine: Backend, friend: str, generation: ChatConfig) -> None:
-        self.engine, self.friend, self.generation = engine, friend, generation
+    def __init__(self, engine: Backend, friend: str, generation: ChatConfig, ranked: Path | None = None) -> None:
+        self.engine, self.friend, self.generation, self.ranked = engine, friend, generation, ranked
         self.name = engine.persona.name
         self.lines: list[Line] = []
         self.said = 0
 
     @classmethod
     def open(cls, workspace: Workspace, cfg: AvatarConfig, adapter: Path | None, friend: str) -> ChatSession:
-        return cls(open_engine(workspace, cfg, adapter), friend, cfg.chat)
+        return cls(open_engine(workspace, cfg, adapter), friend, cfg.chat, workspace.ranked)
 
     def describe(self) -> str:
         return self.engine.describe()
@@ -43,3 +46,12 @@ class ChatSession:
         self.lines += [persona.line(True, persona.name, bubble) for bubble in reply.bubbles]
         del self.lines[: -persona.window]  # the prompt never sees further back
         return reply.bubbles
+
+    def correct(self, better: str) -> Ranked:
+        """A thumbs-down on the last reply: `better` is what the avatar should have said (into rlhf/ranked.jsonl)."""
+        before, said = corrections.last_reply(self.lines)
+        if not said or self.ranked is None:
+            raise UsageError("there is no reply to correct yet", hint="say something first, then /bad BETTER REPLY")
+        persona = self.engine.persona
+        reply = "<s>".join(line.text for line in said)
+        return corrections.record(self.ranked, persona.prompt(before), reply, better, persona.name, "chat")

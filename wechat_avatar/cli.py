@@ -315,7 +315,8 @@ def dataset(
 
 
 train_app = typer.Typer(
-    help="Fine-tune the model: pretrain (the tiny preset's own base), sft (LoRA on your replies).",
+    help="Fine-tune the model: pretrain (the tiny preset's own base), sft (LoRA on your replies); reward, ppo, "
+    "dpo, grpo (on ranked candidates).",
     no_args_is_help=True,
 )
 app.add_typer(train_app, name="train")
@@ -446,18 +447,22 @@ def run(
         list[str] | None,
         typer.Option("--ingest", help="An export to ingest, instead of avatar.yaml's ingest_paths (repeatable)."),
     ] = None,
+    rlhf: Annotated[bool, typer.Option(help="Run the RLHF stages of rlhf.stages after eval.")] = True,
 ) -> None:
-    """Every stage in order — ingest, dataset, pretrain (tiny preset), sft, eval — skipping
-    stages whose outputs are newer than their inputs and were made with the same settings.
+    """Every stage in order — ingest, dataset, pretrain (tiny preset), sft, eval, then RLHF: rlhf sample,
+    rlhf judge (offline), train reward, train ppo (rlhf.stages) — skipping stages whose outputs are newer
+    than their inputs and were made with the same settings.
 
     Ingest reads avatar.yaml's ingest_paths (or --ingest). Change a setting and only the stages that read
-    it (and those after them) run again.
+    it (and those after them) run again. --no-rlhf stops after eval.
     """
     from wechat_avatar.pipeline import run_pipeline
 
     cfg = _config(config, preset)
     if ingest_paths:
         cfg.ingest_paths = ingest_paths
+    if not rlhf:
+        cfg.rlhf.stages = []
     _quiet_ml()
     with _progress() as progress:
         done = run_pipeline(Workspace(workspace), cfg, force=force, progress=progress, log=lambda s: err.print(Text(s)))
@@ -488,6 +493,8 @@ def chat(
     """Talk to your avatar in the terminal as one of your friends; replies show as separate bubbles.
 
     Keeps the last dataset.context_window messages as context, like training did. Ctrl-D or /quit ends.
+    `/bad BETTER` marks the last reply bad and BETTER (bubbles split by <s>) as what it should have said:
+    a correction in WORKSPACE/rlhf/ranked.jsonl, for `train reward`/`ppo`/`dpo`.
     """
     from wechat_avatar.chat import ChatSession
 
@@ -499,6 +506,14 @@ def chat(
     lines = iter(message) if message else _prompt_lines(friend)
     try:
         for line in lines:
+            if line.split(maxsplit=1)[0] == CORRECT:  # a thumbs-down and the reply you would have sent
+                try:
+                    session.correct(line.removeprefix(CORRECT))
+                except UsageError as error:  # the conversation goes on
+                    err.print(Text(f"{error}; {error.hint}"))
+                    continue
+                err.print(Text(f"noted: kept as a correction in {session.ranked} (rlhf label shows it)"))
+                continue
             for n, bubble in enumerate(session.say(line)):
                 out.print(Text.assemble((f"{session.name}: " if n == 0 else " " * (len(session.name) + 2),
                                          "bold green"), bubble))  # fmt: skip
@@ -633,6 +648,9 @@ def web(
     uvicorn.run(build_app(settings), host=host, port=port, log_level="info", access_log=False)
 
 
+CORRECT = "/bad"  # chat: a correction of the last reply
+
+
 def _prompt_lines(friend: str) -> Iterator[str]:
     while True:
         try:
@@ -643,6 +661,282 @@ def _prompt_lines(friend: str) -> Iterator[str]:
             return
         if line:
             yield line
+
+
+# --- training on ranked candidates: train reward | ppo | dpo | grpo (wechat_avatar/train/) ------------------------
+
+
+@train_app.command("reward")
+def train_reward(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
+) -> None:
+    """The reward model: WORKSPACE/adapters/reward/ (LoRA adapter + score head, run.json, loss.svg).
+
+    Reads WORKSPACE/rlhf/ranked.jsonl; every ordered pair of differently scored candidates is one
+    Bradley-Terry example (the higher-scored reply must get the higher reward). A long context loses
+    its start, never the pair; held-out pair accuracy is printed and kept in run.json.
+    """
+    from wechat_avatar.train.reward import run_reward
+
+    cfg = _config(config, preset)
+    cfg.rlhf.reward = _overlay(cfg.rlhf.reward, {"max_steps": max_steps})
+    _quiet_ml()
+    with _progress() as progress:
+        path, summary = run_reward(Workspace(workspace), cfg, progress=progress, log=lambda s: err.print(Text(s)))
+    skipped = sum(summary["skipped_records"].values())
+    out.print(f"{summary['pairs']['train']} training pairs, {summary['pairs']['heldout']} held out "
+              f"({skipped} bad records skipped; {summary['pairs_truncated']} pairs lost "
+              f"{summary['tokens_cut']} context tokens to max_length)\n"
+              f"held-out pair accuracy {summary['accuracy_before']['heldout']} -> "
+              f"{summary['accuracy_after']['heldout']}\nreward model: {path}\n"
+              f"Next: [bold]wechat-avatar train ppo --workspace {workspace}[/]")  # fmt: skip
+
+
+@train_app.command("ppo")
+def train_ppo(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the last complete checkpoint.")] = False,
+    max_steps: Annotated[int | None, typer.Option(help="PPO steps (rollouts + updates).")] = None,
+) -> None:
+    """PPO on the ranked contexts: WORKSPACE/adapters/ppo/ (policy adapter, critic/, run.json).
+
+    Policy from the SFT adapter, critic from the reward model, reference (SFT) and reward frozen —
+    four LoRA adapters on ONE base in memory. Logs reward, KL, entropy, value loss and the rude share
+    of each step's rollouts; a checkpoint every rlhf.ppo.save_steps, --resume after a crash.
+    """
+    from wechat_avatar.eval.metrics import is_rude
+    from wechat_avatar.train.ppo import run_ppo
+
+    cfg = _config(config, preset)
+    cfg.rlhf.ppo = _overlay(cfg.rlhf.ppo, {"max_steps": max_steps})
+    _quiet_ml()
+    with _progress() as progress:
+        path, summary = run_ppo(Workspace(workspace), cfg, resume=resume, progress=progress,
+                                log=lambda s: err.print(Text(s)), rude=is_rude)  # fmt: skip
+    first, last = summary["log"][0], summary["log"][-1]
+    out.print(f"{summary['steps']} steps in {summary['seconds']} s on {summary['prompts']} contexts; reward "
+              f"{first['reward']} -> {last['reward']}, KL {last['kl']}, rude share of rollouts "
+              f"{first['rude_share']:.0%} -> {last['rude_share']:.0%}\npolicy adapter: {path}\n"
+              f"Next: [bold]wechat-avatar eval --workspace {workspace} --adapter {path} --compare "
+              f"{Workspace(workspace).adapter('sft')}[/]")  # fmt: skip
+
+
+@train_app.command("dpo")
+def train_dpo(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
+) -> None:
+    """DPO on the ranked pairs (TRL's DPOTrainer): WORKSPACE/adapters/dpo/ (adapter, run.json, loss.svg).
+
+    The SFT adapter learns every ordered pair of WORKSPACE/rlhf/ranked.jsonl directly, with the SFT
+    adapter itself as the reference: no reward model, no sampling. An alternative to `train ppo`.
+    """
+    from wechat_avatar.train.dpo import run_dpo
+
+    cfg = _config(config, preset)
+    cfg.rlhf.dpo = _overlay(cfg.rlhf.dpo, {"max_steps": max_steps})
+    _quiet_ml()
+    with _progress() as progress:
+        path, summary = run_dpo(Workspace(workspace), cfg, progress=progress, log=lambda s: err.print(Text(s)))
+    out.print(f"{summary['steps']} steps on {summary['pairs']} pairs in {summary['seconds']} s "
+              f"({summary['pairs_truncated']} prompts lost their oldest turns to max_length); loss "
+              f"{summary['train_loss']}\nadapter: {path}")  # fmt: skip
+
+
+@train_app.command("grpo")
+def train_grpo(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
+) -> None:
+    """GRPO with the reward model as reward (TRL's GRPOTrainer): WORKSPACE/adapters/grpo/.
+
+    Samples rlhf.grpo.num_generations replies per ranked context from the SFT adapter, scores
+    them with `train reward`'s model and trains on each reply's score against its group's. An
+    alternative to `train ppo` without a critic.
+    """
+    from wechat_avatar.train.grpo import run_grpo
+
+    cfg = _config(config, preset)
+    cfg.rlhf.grpo = _overlay(cfg.rlhf.grpo, {"max_steps": max_steps})
+    _quiet_ml()
+    with _progress() as progress:
+        path, summary = run_grpo(Workspace(workspace), cfg, progress=progress, log=lambda s: err.print(Text(s)))
+    rewards = [row["reward"] for row in summary["log"]]
+    out.print(f"{summary['steps']} steps on {summary['prompts']} contexts in {summary['seconds']} s; reward "
+              f"{rewards[0]:.3f} -> {rewards[-1]:.3f}\nadapter: {path}")  # fmt: skip
+
+
+rlhf_app = typer.Typer(
+    help="Candidates for RLHF: sample them from the SFT model, judge, label by hand; "
+    "WORKSPACE/rlhf/ranked.jsonl in the seed's format.",
+    no_args_is_help=True,
+)
+app.add_typer(rlhf_app, name="rlhf")
+
+
+def _problems(lines: list[str], what: str) -> None:
+    """Bad records are counted and shown, never fatal: the good ones were used, the bad ones kept."""
+    if lines:
+        err.print(Text(f"{len(lines)} bad {what} skipped (kept in the file as they were):"))
+        for line in lines[:20]:
+            err.print(Text(f"  {line}"))
+
+
+@rlhf_app.command("sample")
+def rlhf_sample(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    adapter: AdapterOpt = None,
+    k: Annotated[int | None, typer.Option("--k", help="Candidates per context (default: rlhf.k, 3).")] = None,
+    contexts: Annotated[
+        int | None, typer.Option(help="Held-out contexts at most, 0 = all (default: rlhf.contexts).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed (default: rlhf.seed).")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Longest candidate in tokens.")] = None,
+) -> None:
+    """K candidate replies per held-out context from the SFT model, into WORKSPACE/rlhf/ranked.jsonl.
+
+    Held-out sessions that open with a provocation, and every context of WORKSPACE/rlhf/probes.txt
+    (written with defaults on first use; add your own), are always included. Seeded temperature
+    sampling (rlhf.temperature). Contexts you already labeled are left alone. Next: `rlhf judge`.
+    """
+    from wechat_avatar.rlhf.sample import sample
+
+    cfg = _config(config)
+    cfg.rlhf = _overlay(cfg.rlhf, {"k": k, "contexts": contexts, "seed": seed, "max_new_tokens": max_new_tokens},
+                        {"k": "--k"})  # fmt: skip
+    _quiet_ml()
+    ws = Workspace(workspace)
+    with _progress() as progress:
+        done = sample(ws, cfg, adapter, progress)
+    _problems(done.skipped, "held-out samples")
+    out.print(f"{done.candidates} candidates for {done.contexts} contexts ({done.provocations} held-out "
+              f"provocations, {done.probes} probes from {ws.probes}) -> {done.path}"
+              + (f"; {done.kept_labeled} contexts you labeled were kept" if done.kept_labeled else "")
+              + f"\nNext: [bold]wechat-avatar rlhf judge --workspace {workspace}[/]")  # fmt: skip
+
+
+@rlhf_app.command("judge")
+def rlhf_judge(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    judge_url: Annotated[
+        str | None, typer.Option(help="An OpenAI-compatible base URL (…/v1) to judge with an LLM; default offline.")
+    ] = None,
+    judge_model: Annotated[str | None, typer.Option(help="The LLM judge's model (default: rlhf.judge_model).")] = None,
+    allow_remote: Annotated[
+        bool, typer.Option(help="Allow --judge-url off this machine: your chat text is sent there.")
+    ] = False,
+    again: Annotated[bool, typer.Option("--again", help="Judge again records a judge already scored.")] = False,
+) -> None:
+    """Score every candidate 1..k (k = best), records a person labeled aside.
+
+    Offline by default (rlhf/judge.py: civility, in-character style, relevance to the last message).
+    With --judge-url an LLM scores by a written rubric (civil and gentle, sounds like you, answers what
+    was said); its key comes from $WECHAT_AVATAR_JUDGE_KEY. A URL beyond loopback needs --allow-remote.
+    """
+    from wechat_avatar.config import JUDGE_KEY_ENV
+    from wechat_avatar.rlhf.judging import judge_workspace, to_judge
+    from wechat_avatar.rlhf.llm_judge import LLMJudge, check_url
+    from wechat_avatar.rlhf.ranked import RankedFile
+
+    cfg = _config(config)
+    cfg.rlhf = _overlay(cfg.rlhf, {"judge_url": judge_url, "judge_model": judge_model})
+    ws = Workspace(workspace)
+    if not ws.ranked.is_file():
+        raise UsageError(f"no candidates in {ws.ranked}", hint=f"run `wechat-avatar rlhf sample -w {workspace}` first")
+    llm = None
+    if url := cfg.rlhf.judge_url:
+        host = check_url(url, allow_remote)
+        todo = len(to_judge(RankedFile.read(ws.ranked), again))
+        err.print(Text(f"sending {todo} contexts (chat text and candidates) to {host} ({url}) to be judged by "
+                       f"{cfg.rlhf.judge_model}"))  # fmt: skip
+        llm = LLMJudge(url, cfg.rlhf.judge_model, os.environ.get(JUDGE_KEY_ENV), cfg.rlhf.judge_timeout_s)
+    try:
+        with _progress() as progress:
+            done = judge_workspace(ws, llm, again=again, progress=progress)
+    finally:
+        if llm is not None:
+            llm.close()
+    _problems(done.problems, "records")
+    for line in done.fell_back:
+        err.print(Text(f"  {line}"))
+    out.print(f"judged {done.judged} contexts ({len(done.fell_back)} fell back to the offline judge); "
+              f"{done.labeled} labeled by you and {done.unchanged} judged before were left as they were "
+              f"-> {done.path}\nNext: [bold]wechat-avatar rlhf label -w {workspace}[/] to check them")  # fmt: skip
+
+
+@rlhf_app.command("import")
+def rlhf_import(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="JSON lines or a JSON array of the seed's records.")],
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    labeled: Annotated[
+        bool, typer.Option(help="Take the file's records as checked by a person (the seed's were).")
+    ] = True,
+) -> None:
+    """Add a ranked file in the seed's format {"source","resp1".."respK","scores"} to WORKSPACE/rlhf/ranked.jsonl.
+
+    Contexts you already labeled in the workspace are never replaced; bad records are listed and skipped.
+    """
+    from wechat_avatar.rlhf.seedfile import import_file
+
+    done = import_file(Workspace(workspace), file, labeled=labeled)
+    _problems(done.problems, f"records of {file}")
+    out.print(f"imported {done.records} records into {done.path}"
+              + (f"; {done.kept_labeled} contexts you had labeled were kept as they were" if done.kept_labeled
+                 else ""))  # fmt: skip
+
+
+@rlhf_app.command("export")
+def rlhf_export(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="Where to write: .json = a JSON array, else lines.")],
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+) -> None:
+    """Write WORKSPACE/rlhf/ranked.jsonl in the seed's format (its fields only, scores as strings)."""
+    from wechat_avatar.rlhf.seedfile import export_file
+
+    done = export_file(Workspace(workspace), file)
+    _problems(done.problems, "records")
+    out.print(f"exported {done.records} records to {done.path}")
+
+
+@rlhf_app.command("label")
+def rlhf_label(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    host: Annotated[str, typer.Option(help="Address to listen on: loopback only (the page shows your chats).")
+                    ] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(min=0, max=65535, help="Port (default: rlhf.label_port, 8502).")] = None,
+) -> None:  # fmt: skip
+    """The labeling page: open http://HOST:PORT to check the judge's scores by hand.
+
+    Each context shows with its candidates best first: reorder them, edit a score, or rewrite one (the
+    rewrite becomes the best candidate). Save writes WORKSPACE/rlhf/ranked.jsonl at once (atomically);
+    what you saved is marked labeled, and no later sample, judge or import replaces it.
+    """
+    import uvicorn
+
+    from wechat_avatar.dataset.splits import self_name
+    from wechat_avatar.rlhf.label import LabelSettings, build_app, check_settings
+
+    cfg = _config(config)
+    ws = Workspace(workspace)
+    settings = LabelSettings(ws.ranked, self_name(ws), host, cfg.rlhf.label_port if port is None else port)
+    check_settings(settings)
+    if not ws.ranked.is_file():
+        raise UsageError(f"nothing to label: no {ws.ranked}", hint=f"run `wechat-avatar rlhf sample -w {workspace}` "
+                         "and `rlhf judge` first, or `rlhf import FILE`")  # fmt: skip
+    err.print(Text(f"labeling page: http://{settings.host}:{settings.port}  ({ws.ranked})"))
+    uvicorn.run(build_app(settings), host=settings.host, port=settings.port, log_level="warning", access_log=False)
 
 
 @app.command()

@@ -304,6 +304,97 @@ class SFTConfig(Section):
     seed: int = Field(42, description="Seed of the adapter initialisation and the data order.")
 
 
+class RewardConfig(Section):
+    """The reward model (`wechat-avatar train reward`): a LoRA adapter on the base plus a score head,
+    Bradley-Terry loss on every ordered pair of ranked candidates (WORKSPACE/rlhf/ranked.jsonl)."""
+
+    lora_r: int = Field(16, ge=1, le=1024, description="LoRA rank of the reward adapter.")
+    lora_alpha: int = Field(32, ge=1, description="LoRA scale numerator.")
+    lora_targets: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"], description="Modules that get adapters."
+    )
+    epochs: float = Field(2.0, gt=0, description="Passes over the training pairs (ignored if max_steps > 0).")
+    max_steps: int = Field(0, ge=0, description="Stop after this many optimizer steps (0 = use epochs).")
+    batch_size: int = Field(8, ge=1, description="Pairs per optimizer step.")
+    learning_rate: float = Field(1e-4, gt=0, lt=1, description="AdamW learning rate (adapter and score head).")
+    max_length: int = Field(
+        512, ge=32, le=131072,
+        description="Longest context + reply in tokens; a longer one loses the start of its context "
+        "(counted in run.json), never the pair.",
+    )  # fmt: skip
+    heldout_ratio: float = Field(
+        0.2, ge=0, lt=1, description="Share of contexts held out for pair accuracy (whole contexts, never pairs)."
+    )
+    seed: int = Field(42, description="Seed of the head initialisation, the split and the pair order.")
+
+
+class PPOConfig(Section):
+    """PPO (`wechat-avatar train ppo`): policy from the SFT adapter, critic from the reward adapter, on
+    ONE frozen base; prompts are the ranked contexts. TRL's PPOConfig names where they mean the same."""
+
+    max_steps: int = Field(20, ge=1, description="PPO steps: one batch of rollouts, then num_ppo_epochs updates.")
+    batch_size: int = Field(8, ge=1, description="Prompts rolled out per step.")
+    num_ppo_epochs: int = Field(2, ge=1, description="Optimisation passes over each batch of rollouts.")
+    learning_rate: float = Field(1e-5, gt=0, lt=1, description="AdamW learning rate of policy and critic.")
+    response_length: int = Field(32, ge=1, le=2048, description="Longest sampled reply, in tokens.")
+    temperature: float = Field(1.0, gt=0, le=5, description="Sampling temperature of rollouts.")
+    kl_coef: float = Field(
+        0.05, ge=0, description="Per-token KL penalty to the reference (the SFT adapter); 0 disables it."
+    )
+    cliprange: float = Field(0.2, gt=0, lt=1, description="Policy ratio clip.")
+    cliprange_value: float = Field(0.2, gt=0, description="Value prediction clip around the rollout's values.")
+    vf_coef: float = Field(0.1, ge=0, description="Weight of the value loss.")
+    gamma: float = Field(1.0, ge=0, le=1, description="Discount factor.")
+    lam: float = Field(0.95, ge=0, le=1, description="GAE lambda.")
+    whiten_advantages: bool = Field(True, description="Normalise advantages over the batch.")
+    sft_coef: float = Field(
+        0.0, ge=0, description="Weight of an SFT loss on the training split mixed into each update: keeps the voice."
+    )
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping.")
+    max_prompt_length: int = Field(
+        384, ge=16, le=131072, description="Prompts longer than this lose their oldest tokens."
+    )
+    save_steps: int = Field(5, ge=1, description="Write a resumable checkpoint every this many steps.")
+    seed: int = Field(42, description="Seed of the rollouts' sampling and the prompt order.")
+
+
+class DPOConfig(Section):
+    """DPO (`wechat-avatar train dpo`, TRL's DPOTrainer): the SFT adapter trained on the ranked pairs,
+    the SFT adapter itself as reference."""
+
+    beta: float = Field(0.1, gt=0, description="How far from the reference the policy may move (TRL's beta).")
+    epochs: float = Field(1.0, gt=0, description="Passes over the pairs (ignored if max_steps > 0).")
+    max_steps: int = Field(0, ge=0, description="Stop after this many optimizer steps (0 = use epochs).")
+    batch_size: int = Field(4, ge=1, description="Pairs per step.")
+    learning_rate: float = Field(5e-5, gt=0, lt=1, description="AdamW learning rate.")
+    max_length: int = Field(
+        512, ge=32, le=131072,
+        description="Longest prompt + reply in tokens; a longer prompt loses its oldest turns (counted), "
+        "never the pair.",
+    )  # fmt: skip
+    seed: int = Field(42, description="Seed of the pair order.")
+
+
+class GRPOConfig(Section):
+    """GRPO (`wechat-avatar train grpo`, TRL's GRPOTrainer) with the trained reward model as its reward."""
+
+    max_steps: int = Field(20, ge=1, description="Optimizer steps.")
+    num_generations: int = Field(4, ge=2, description="Replies sampled per prompt (the group).")
+    batch_size: int = Field(4, ge=1, description="Replies per step (a multiple of num_generations).")
+    learning_rate: float = Field(1e-5, gt=0, lt=1, description="AdamW learning rate.")
+    beta: float = Field(0.04, ge=0, description="KL penalty to the reference (the SFT adapter).")
+    max_completion_length: int = Field(32, ge=1, le=2048, description="Longest sampled reply, in tokens.")
+    temperature: float = Field(1.0, gt=0, le=5, description="Sampling temperature.")
+    seed: int = Field(42, description="Seed of the sampling and the prompt order.")
+
+    @model_validator(mode="after")
+    def _whole_groups(self) -> GRPOConfig:
+        if self.batch_size % self.num_generations:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of num_generations "
+                             f"({self.num_generations}): each step scores whole groups")  # fmt: skip
+        return self
+
+
 class EvalConfig(Section):
     """Held-out evaluation (`wechat-avatar eval`, whose flags override these, and `run`). Recorded in metrics.json."""
 
@@ -527,6 +618,39 @@ class ChannelsConfig(Section):
     wecom: WeComConfig = Field(default_factory=WeComConfig)
     kf: KfConfig = Field(default_factory=KfConfig)
     clawbot: ClawBotConfig = Field(default_factory=ClawBotConfig)
+JUDGE_KEY_ENV = "WECHAT_AVATAR_JUDGE_KEY"  # the LLM judge's API key, read from the environment only
+
+
+class RLHFConfig(Section):
+    """RLHF: candidates and their scores (`wechat-avatar rlhf sample | judge | label`, whose flags override
+    these), and training on them (`wechat-avatar train reward | ppo | dpo | grpo`: the sub-sections)."""
+
+    k: int = Field(3, ge=2, le=16, description="Candidate replies sampled per context (the seed's resp1..resp3).")
+    contexts: int = Field(
+        200, ge=0, description="Held-out contexts sampled at most (0 = all); provocations and probes always count."
+    )
+    temperature: float = Field(
+        0.9, gt=0, le=5, description="Sampling temperature: above 0, so that the k candidates differ."
+    )
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling: keep the smallest token set of this mass.")
+    max_new_tokens: int = Field(48, ge=1, le=2048, description="Longest candidate, in tokens.")
+    seed: int = Field(0, description="Sampling seed: candidate j of context i samples with seed + i·k + j.")
+    batch_size: int = Field(8, ge=1, le=512, description="Candidates generated at once.")
+    judge_url: str | None = Field(
+        None, description="An OpenAI-compatible base URL (…/v1) for the LLM judge; None = the offline judge only."
+    )
+    judge_model: str = Field("gpt-4o-mini", description="The model the LLM judge asks.")
+    judge_timeout_s: float = Field(60.0, gt=0, le=600, description="How long one judge request may take.")
+    label_port: int = Field(8502, ge=0, le=65535, description="Port of the labeling page (`rlhf label`).")
+    stages: list[Literal["sample", "judge", "reward", "ppo", "dpo", "grpo"]] = Field(
+        default_factory=lambda: ["sample", "judge", "reward", "ppo"],
+        description="RLHF stages `wechat-avatar run` runs after eval, always in the order sample, judge, reward, "
+        "ppo, dpo, grpo, with the offline judge ([] or `run --no-rlhf`: none).",
+    )
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+    ppo: PPOConfig = Field(default_factory=PPOConfig)
+    dpo: DPOConfig = Field(default_factory=DPOConfig)
+    grpo: GRPOConfig = Field(default_factory=GRPOConfig)
 
 
 PRESETS_DIR = Path(__file__).parent / "presets"
@@ -557,6 +681,7 @@ class AvatarConfig(Section):
     chat: ChatConfig = Field(default_factory=ChatConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
+    rlhf: RLHFConfig = Field(default_factory=RLHFConfig)
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,8 @@
 """`wechat-avatar run`: every stage in order, skipping those whose outputs are fresh.
 
+After eval come the RLHF stages named in `rlhf.stages` (default sample, judge, reward, ppo; `run
+--no-rlhf` skips them all), always with the offline judge: `run` never sends chat text anywhere.
+
 A stage is fresh when its output exists, is newer than every input, and was made with the
 same settings (a hash of the config sections it reads, kept in WORKSPACE/.stamps/). Like
 make, but the config is an input too: changing `sft.learning_rate` re-runs sft and eval,
@@ -69,7 +72,32 @@ def stages(workspace: Workspace, cfg: AvatarConfig, progress: Progress | None, l
         Stage("eval", ws.eval_run(RUN_NAME) / METRICS_FILE, [adapter_run], cfg.eval.model_dump(),
               lambda: _eval(ws, cfg, progress)),
     ]  # fmt: skip
-    return out
+    return out + _rlhf_stages(ws, cfg, progress, log)
+
+
+def _rlhf_stages(ws: Workspace, cfg: AvatarConfig, progress: Progress | None, log: Log) -> list[Stage]:
+    """sample -> judge -> reward -> ppo | dpo | grpo, those of them `rlhf.stages` names, in this order.
+
+    sample and judge both write the ranked file; labeling it by hand makes reward and what follows
+    stale (the file is their input), never sample or judge, which merge around what you labeled."""
+    from wechat_avatar.models.load import RUN_FILE
+
+    r = cfg.rlhf
+    sft_run, reward_run = ws.adapter() / RUN_FILE, ws.adapter("reward") / RUN_FILE
+    model = cfg.model.model_dump()
+    sampling = r.model_dump(include={"k", "contexts", "temperature", "top_p", "max_new_tokens", "seed", "batch_size"})
+    every = {
+        "sample": Stage("sample", ws.ranked, [sft_run, ws.manifest], sampling, lambda: _sample(ws, cfg, progress)),
+        "judge": Stage("judge", ws.ranked, [ws.ranked], {"judge": "offline"}, lambda: _judge(ws, progress)),
+        "reward": Stage("reward", reward_run, [ws.ranked], {"model": model, "reward": r.reward.model_dump()},
+                        lambda: _reward(ws, cfg, progress, log)),
+    }  # fmt: skip
+    for name in ("ppo", "dpo", "grpo"):
+        settings = {"model": model, name: getattr(r, name).model_dump(), "max_length": r.reward.max_length}
+        inputs = [ws.ranked, sft_run, *([reward_run] if name != "dpo" else [])]
+        every[name] = Stage(name, ws.adapter(name) / RUN_FILE, inputs, settings,
+                            lambda name=name: _policy(name, ws, cfg, progress, log))  # fmt: skip
+    return [stage for name, stage in every.items() if name in r.stages]
 
 
 def run_pipeline(workspace: Workspace, cfg: AvatarConfig, *, force: bool = False, progress: Progress | None = None,
@@ -153,3 +181,44 @@ def _eval(workspace: Workspace, cfg: AvatarConfig, progress: Progress | None) ->
     compare = ["base"] if cfg.eval.compare_base else []
     result = evaluate(workspace, cfg, None, compare, name=RUN_NAME, progress=progress)
     return f"report: {result.path / REPORT_FILE}"
+
+
+def _sample(workspace: Workspace, cfg: AvatarConfig, progress: Progress | None) -> str:
+    from wechat_avatar.rlhf.sample import sample
+
+    done = sample(workspace, cfg, None, progress)
+    return (f"{done.candidates} candidates for {done.contexts} contexts ({done.provocations} provocations, "
+            f"{done.probes} probes)")  # fmt: skip
+
+
+def _judge(workspace: Workspace, progress: Progress | None) -> str:
+    from wechat_avatar.rlhf.judging import judge_workspace
+
+    done = judge_workspace(workspace, None, progress=progress)
+    bad = f"; {len(done.problems)} bad records skipped" if done.problems else ""
+    return f"offline judge scored {done.judged} contexts; {done.labeled} you labeled were left as they were{bad}"
+
+
+def _reward(workspace: Workspace, cfg: AvatarConfig, progress: Progress | None, log: Log) -> str:
+    from wechat_avatar.train.reward import run_reward
+
+    path, summary = run_reward(workspace, cfg, progress=progress, log=log)
+    return (f"{summary['pairs']['train']} pairs; held-out pair accuracy {summary['accuracy_before']['heldout']} -> "
+            f"{summary['accuracy_after']['heldout']}; reward model: {path}")  # fmt: skip
+
+
+def _policy(name: str, workspace: Workspace, cfg: AvatarConfig, progress: Progress | None, log: Log) -> str:
+    """ppo, dpo or grpo: the SFT adapter trained further on the ranked file."""
+    if name == "ppo":
+        from wechat_avatar.eval.metrics import is_rude
+        from wechat_avatar.train.ppo import run_ppo
+
+        path, summary = run_ppo(workspace, cfg, progress=progress, log=log, rude=is_rude)
+        first, last = summary["log"][0], summary["log"][-1]
+        return (f"{summary['steps']} steps; reward {first['reward']} -> {last['reward']}, rude share of rollouts "
+                f"{first['rude_share']:.0%} -> {last['rude_share']:.0%}; adapter: {path}")  # fmt: skip
+    from wechat_avatar.train.dpo import run_dpo
+    from wechat_avatar.train.grpo import run_grpo
+
+    path, summary = (run_dpo if name == "dpo" else run_grpo)(workspace, cfg, progress=progress, log=log)
+    return f"{summary['steps']} steps; adapter: {path}"

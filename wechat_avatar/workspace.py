@@ -9,6 +9,7 @@
       adapters/<name>/              LoRA adapters: sft, reward, ppo, dpo (train …)
       eval/<run>/                   metrics.json + report.html (eval)
       rlhf/ranked.jsonl             scored candidates (rlhf sample | judge | label)
+      rlhf/probes.txt               provocations always sampled (rlhf sample; yours to extend)
       memory/                       index of your own past exchanges (memory build)
       serve/                        the server's state: per-friend history (serve)
       channels/                     log.jsonl, STOP (kill switch), <channel>.json cursors and credentials (connect)
@@ -62,6 +63,11 @@ class Workspace:
     @property
     def manifest(self) -> Path:
         return self.dataset / MANIFEST_FILE
+
+    @property
+    def dataset_meta(self) -> Path:
+        """One line per sample, train and test in the order written: split, chat, session, message ids, tags."""
+        return self.dataset / "meta.jsonl"
 
     @property
     def dataset_report(self) -> Path:
@@ -121,6 +127,11 @@ class Workspace:
     def ranked(self) -> Path:
         """The seed's {"source","resp1","resp2","resp3","scores"} lines."""
         return self.rlhf / "ranked.jsonl"
+
+    @property
+    def probes(self) -> Path:
+        """Provocations every `rlhf sample` includes; written with defaults on first use, the user extends it."""
+        return self.rlhf / "probes.txt"
 
     @property
     def memory(self) -> Path:

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 from wechat_avatar.categories import CATEGORIES
 from wechat_avatar.dataset.clean import PROFANITY_PATTERN
 from wechat_avatar.generate import BUBBLE, bubbles
+from wechat_avatar.rlhf import civility as rlhf_civility
 
 __all__ = ["BUBBLE", "bubbles"]  # re-exported: eval code reads replies through this module
 # a placeholder or emoji code in brackets, or a dataset pseudonym: kept as one token
@@ -188,9 +189,14 @@ def is_rude(reply: str) -> bool:
 
 
 def civility(replies: Sequence[str]) -> dict[str, Any]:
-    """The share (0–1) of rude replies by `is_rude`, and their count."""
-    rude = sum(is_rude(r) for r in replies)
-    return {"rude": rude, "replies": len(replies), "rude_share": rude / len(replies) if replies else 0.0}
+    """The share (0–1) of rude replies by two independent measures, and their counts: `is_rude` (the
+    dataset's profanity list) and `hostile` (rlhf/civility.py, the offline judge's own measure of kinds
+    of hostility). Both are reported because a policy trained against one measure may learn to dodge it;
+    where they part, look at the replies."""
+    rude, hostile = sum(is_rude(r) for r in replies), sum(rlhf_civility.hostile(r) for r in replies)
+    n = len(replies)
+    return {"rude": rude, "replies": n, "rude_share": rude / n if n else 0.0,
+            "hostile": hostile, "hostile_share": hostile / n if n else 0.0}  # fmt: skip
 
 
 # --- one run ----------------------------------------------------------------------------------------------------

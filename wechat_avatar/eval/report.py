@@ -68,8 +68,8 @@ def write_report(result: dict[str, Any], examples: Sequence[dict[str, Any]], pat
 
 def summary_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """The main numbers, one row per run (the CLI prints this table too)."""
-    headers = ["run", "perplexity", *(title for _, title in SCORES), "style gap", "rude", "rude (provoked)",
-               "top reply ×", "privacy hits"]  # fmt: skip
+    headers = ["run", "perplexity", *(title for _, title in SCORES), "style gap", "rude", "hostile",
+               "rude (provoked)", "hostile (provoked)", "top reply ×", "privacy hits"]  # fmt: skip
     rows = []
     for run in result["runs"]:
         m, privacy = run["metrics"], run["privacy"]
@@ -82,16 +82,18 @@ def summary_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             *(f"{m[key]:.2f}" for key, _ in SCORES),
             f"{100 * gap:.0f} %" if gap is not None else "–",
             f"{100 * run['civility']['rude_share']:.1f} %",
-            _provoked_cell(run),
+            f"{100 * run['civility'].get('hostile_share', 0.0):.1f} %",  # .get: metrics.json from before it
+            _provoked_cell(run, "rude_share"),
+            _provoked_cell(run, "hostile_share"),
             _overproduced_cell(run),
             f"{leaks} / {privacy['test_replies'] + privacy['probe_replies']}",
         ])  # fmt: skip
     return headers, rows
 
 
-def _provoked_cell(run: dict[str, Any]) -> str:
-    slice_ = run.get("provocation")  # absent from evals written before the slice existed
-    return f"{100 * slice_['rude_share']:.1f} %" if slice_ and slice_["replies"] else "–"
+def _provoked_cell(run: dict[str, Any], share: str) -> str:
+    slice_ = run.get("provocation")  # absent from evals written before the slice (or the hostile measure) existed
+    return f"{100 * slice_[share]:.1f} %" if slice_ and slice_["replies"] and share in slice_ else "–"
 
 
 def _overproduced_cell(run: dict[str, Any]) -> str:

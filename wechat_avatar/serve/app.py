@@ -2,7 +2,8 @@
 
     GET  /healthz                              model loaded, backend, queue depth (no key needed)
     GET  /v1/models, POST /v1/chat/completions OpenAI's API (serve/openai_api.py)
-    POST /v1/avatar/reply, /v1/avatar/friends… our native API with per-friend history (serve/avatar_api.py)
+    POST /v1/avatar/reply, /v1/avatar/friends… our native API with per-friend history (serve/avatar_api.py),
+    POST /v1/avatar/corrections                and the owner's corrections of it, kept for RLHF
 
 In front of /v1 the gate (serve/gate.py) checks, in order: the API key (401), the rate per key per
 minute (429 + Retry-After), requests in flight (429), body size (413). Every error, ours or the
@@ -39,10 +40,11 @@ class Settings:
     serve: ServeConfig
     state: Path  # the per-friend history's SQLite file
     friends: Friends = field(default_factory=lambda: Friends({}))
+    ranked: Path | None = None  # where corrections go (the workspace's rlhf/ranked.jsonl); None: not taken
 
     @classmethod
     def of(cls, workspace: Workspace, cfg: AvatarConfig) -> Settings:
-        return cls(cfg.serve, workspace.serve_state, Friends.of(workspace, cfg.dataset.pii_cues))
+        return cls(cfg.serve, workspace.serve_state, Friends.of(workspace, cfg.dataset.pii_cues), workspace.ranked)
 
 
 def check_settings(cfg: ServeConfig) -> None:
@@ -85,7 +87,7 @@ def build_app(settings: Settings, engine: Backend) -> FastAPI:
             return JSONResponse(health.model_dump(), status_code=503)
         return health
 
-    replies = Replies(cfg, engine, history, settings.friends)
+    replies = Replies(cfg, engine, history, settings.friends, settings.ranked)
     app.include_router(openai_router(replies))
     app.include_router(avatar_router(replies))
     app.add_middleware(Gate, cfg=cfg, load=load)

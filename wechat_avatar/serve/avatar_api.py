@@ -5,6 +5,8 @@
     GET    /v1/avatar/friends                  who the page offers: the busiest contacts, friends with history
     GET    /v1/avatar/friends/{friend}/history what the server remembers of that friend
     DELETE /v1/avatar/friends/{friend}/history forget it
+    POST   /v1/avatar/corrections              {"friend", "better"}: the last reply was bad, `better` is what it
+                                               should have said -> WORKSPACE/rlhf/ranked.jsonl (for RLHF)
 
 One friend's turns run one after another; different friends' are batched together.
 """
@@ -17,9 +19,13 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
+from wechat_avatar.errors import UsageError
 from wechat_avatar.generate import BUBBLE, bubbles
+from wechat_avatar.rlhf.corrections import last_reply
+from wechat_avatar.rlhf.corrections import record as record_correction
 from wechat_avatar.serve import protocol as p
 from wechat_avatar.serve.engine import Reply, Sampling
+from wechat_avatar.serve.gate import APIError
 from wechat_avatar.serve.replies import SSE_HEADERS, Replies, failed, listener, newest, shown, usage_of
 
 
@@ -85,5 +91,23 @@ def avatar_router(replies: Replies) -> APIRouter:
         key, _ = replies.friends.resolve(friend)
         async with replies.locks[key]:
             return p.Cleared(friend=key, deleted=history.clear(key))
+
+    @router.post("/v1/avatar/corrections")
+    async def correct(body: p.CorrectionRequest) -> p.CorrectionResponse:
+        """Serve holds each friend's history, so it knows the context the reply answered; web only forwards."""
+        if replies.ranked is None:
+            raise APIError(404, "this server takes no corrections", code="corrections_off")
+        key, _ = replies.friends.resolve(body.friend)
+        async with replies.locks[key]:
+            before, said = last_reply(history.lines(key))
+        if not said:
+            raise APIError(409, "there is no reply to correct yet: say something first", code="nothing_to_correct")
+        reply, persona = BUBBLE.join(line.text for line in said), replies.engine.persona
+        try:
+            made = await asyncio.to_thread(record_correction, replies.ranked, persona.prompt(before), reply,
+                                           body.better, persona.name, "web")  # fmt: skip
+        except UsageError as error:
+            raise APIError(422, str(error), param="better", code="bad_correction") from None
+        return p.CorrectionResponse(friend=key, context=made.source, said=reply, better=made.responses[0])
 
     return router

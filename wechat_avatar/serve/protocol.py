@@ -173,6 +173,20 @@ class ReplySoFar(BaseModel):
     bubbles: list[str]
 
 
+class CorrectionRequest(Request):
+    """A thumbs-down on the avatar's last reply to `friend`, and the reply it should have sent."""
+
+    friend: str = Field(min_length=1, max_length=200)
+    better: str = Field(min_length=1, max_length=4000, description="Bubbles split by <s>.")
+
+
+class CorrectionResponse(BaseModel):
+    friend: str
+    context: str  # the ranked file's `source`: the context the reply answered
+    said: str
+    better: str
+
+
 class Friend(BaseModel):
     name: str  # a display name: send it back as `friend` and it names the same friend
     contact: bool  # one of the store's busiest contacts

@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from wechat_avatar.config import ServeConfig
@@ -21,10 +22,12 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 class Replies:
-    """One app's reply desk: settings, the engine, the per-friend history and its locks."""
+    """One app's reply desk: settings, the engine, the per-friend history and its locks, where corrections go."""
 
-    def __init__(self, cfg: ServeConfig, engine: Backend, history: History, friends: Friends) -> None:
+    def __init__(self, cfg: ServeConfig, engine: Backend, history: History, friends: Friends,
+                 ranked: Path | None = None) -> None:  # fmt: skip
         self.cfg, self.engine, self.history, self.friends = cfg, engine, history, friends
+        self.ranked = ranked  # where the owner's corrections go (rlhf/ranked.jsonl); None: none are taken
         self.locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)  # one friend's turns run one at a time
 
     def sampling(self, tokens: int | None, temperature: float | None, top_p: float | None,

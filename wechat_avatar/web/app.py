@@ -4,6 +4,7 @@
     GET    /api/friends                      -> GET  {api}/v1/avatar/friends
     GET    /api/friends/{friend}/history     -> GET  {api}/v1/avatar/friends/{friend}/history
     POST   /api/reply {"friend", "message"}  -> POST {api}/v1/avatar/reply, "stream": true (SSE passed through)
+    POST   /api/correction {"friend", "better"} -> POST {api}/v1/avatar/corrections (the last reply, thumbs down)
 
 Only what the page needs is forwarded, and the page cannot set sampling or lengths. Whatever goes
 wrong upstream comes back as {"error": {"message", "code"}} whose message is the sentence the page
@@ -67,6 +68,13 @@ class PageMessage(BaseModel):
 
     friend: str = Field(min_length=1, max_length=200)
     message: str = Field(min_length=1)
+
+
+class PageCorrection(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    friend: str = Field(min_length=1, max_length=200)
+    better: str = Field(min_length=1, max_length=4000)
 
 
 class Trouble(Exception):
@@ -165,8 +173,8 @@ def build_app(s: WebSettings) -> FastAPI:
             raise refusal(response.status_code, response.headers, raw)
         return response
 
-    async def relay(method: str, path: str) -> JSONResponse:
-        response = await forward(method, path)
+    async def relay(method: str, path: str, body: dict[str, Any] | None = None) -> JSONResponse:
+        response = await forward(method, path, body)
         try:
             data = json.loads(await response.aread())
         except httpx2.HTTPError as error:
@@ -192,6 +200,10 @@ def build_app(s: WebSettings) -> FastAPI:
         response = await forward("POST", "/v1/avatar/reply", {"friend": body.friend, "message": body.message,
                                                               "stream": True})  # fmt: skip
         return StreamingResponse(events(response), media_type="text/event-stream", headers=SSE_HEADERS)
+
+    @app.post("/api/correction")
+    async def correction(body: PageCorrection) -> JSONResponse:
+        return await relay("POST", "/v1/avatar/corrections", {"friend": body.friend, "better": body.better})
 
     async def events(response: httpx2.Response) -> AsyncIterator[str]:
         """The API's events one by one as they come; if it stops answering, one error event and [DONE]."""

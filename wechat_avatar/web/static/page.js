@@ -29,10 +29,11 @@ function clock(ms) {
   return t.toDateString() === now.toDateString() ? hm : `${t.toLocaleDateString("zh-CN")} ${hm}`;
 }
 
-function notify(message) {
+function notify(message, ok = false) {
   const box = $("notice");
   box.textContent = message;
   box.hidden = !message;
+  box.classList.toggle("ok", ok);
 }
 
 async function errorOf(response) {
@@ -129,6 +130,7 @@ async function openChat(name) {
   $("chat").hidden = false;
   $("me").textContent = name;
   $("messages").replaceChildren();
+  $("correct-form").hidden = true;
   notify("");
   try {
     const [known, kept] = await Promise.all([getJSON("/api/friends"), getJSON(`/api/friends/${encodeURIComponent(name)}/history`)]);
@@ -154,6 +156,41 @@ function drawHistory(messages) {
     texts.push(m.text);
     setBubbles(row, texts);
   }
+  markLast();
+}
+
+// --- corrections: a thumbs-down on the last reply and what it should have said (for RLHF) -----
+
+function markLast() {
+  document.querySelectorAll(".thumb").forEach((b) => b.remove());
+  const rows = document.querySelectorAll(".turn.avatar");
+  const last = rows[rows.length - 1];
+  if (!last) return;
+  const thumb = document.createElement("button");
+  thumb.type = "button";
+  thumb.className = "thumb";
+  thumb.textContent = "👎";
+  thumb.title = "不好 · a bad reply: say what it should have been";
+  thumb.addEventListener("click", () => {
+    $("correct-form").hidden = false;
+    $("better").value = Array.from(last.querySelectorAll(".bubble"), (b) => b.textContent).join("<s>");
+    $("better").focus();
+  });
+  last.querySelector(".bubbles").append(thumb);
+}
+
+async function correct(better) {
+  let response;
+  try {
+    response = await fetch("/api/correction", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ friend: localStorage.getItem(FRIEND_KEY), better }),
+    });
+  } catch {
+    throw new Error("the chat page's server is not reachable: check your connection and reload");
+  }
+  if (!response.ok) throw new Error(await errorOf(response));
 }
 
 async function send(text) {
@@ -172,6 +209,7 @@ async function send(text) {
     row.classList.remove("typing");
     if (!row.querySelector(".bubble:not(.pending)")) row.remove(); // nothing came: no empty turn left behind
     row.querySelector(".pending")?.remove();
+    markLast();
     $("send").disabled = false;
     $("message").focus();
   }
@@ -229,6 +267,20 @@ $("composer").addEventListener("submit", (e) => {
   if (!text || $("send").disabled) return;
   $("message").value = "";
   send(text);
+});
+
+$("correct-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const better = $("better").value.trim();
+  if (!better) return;
+  try {
+    await correct(better);
+    $("correct-form").hidden = true;
+    $("better").value = "";
+    notify("记下了 · kept as a correction for training", true);
+  } catch (error) {
+    notify(error.message);
+  }
 });
 
 $("message").addEventListener("keydown", (e) => {

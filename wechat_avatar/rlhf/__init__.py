@@ -1,0 +1,1 @@
+"""RLHF data: candidates sampled from the SFT model, judged, labeled by hand, kept in the ranked file."""
