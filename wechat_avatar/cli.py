@@ -637,6 +637,35 @@ def _prompt_lines(friend: str) -> Iterator[str]:
             yield line
 
 
+memory_app = typer.Typer(
+    help="Memory of your own history: your past replies, recalled into the prompt (memory.enabled).",
+    no_args_is_help=True,
+)
+app.add_typer(memory_app, name="memory")
+
+
+@memory_app.command("build")
+def memory_build(workspace: WorkspaceOpt = DEFAULT_WORKSPACE, config: ConfigOpt = None) -> None:
+    """Index your past exchanges (each reply of yours with the message it answered) into WORKSPACE/memory/.
+
+    Full-text search over jieba words (SQLite FTS5); PII gets the dataset's pseudonyms. Run it
+    again after a new ingest: only the chats that changed are indexed again. Then set
+    `memory: {enabled: true}` in avatar.yaml for chat, serve and eval to use it.
+    """
+    from wechat_avatar.memory.build import build_memory
+    from wechat_avatar.store import Store
+
+    cfg, ws = _config(config), Workspace(workspace)
+    with Store.open(ws, create=False) as store, _progress() as progress:
+        report = build_memory(store, ws, cfg, progress("memory", store.count("messages")))
+    how = "built" if report.rebuilt else f"updated ({report.chats_unchanged} chats unchanged)"
+    out.print(f"memory {how}: {report.chats_cut} chats indexed, {report.chats_left_out} left out as in the dataset, "
+              f"{report.messages_skipped} unreadable or empty messages skipped")  # fmt: skip
+    out.print(f"{report.exchanges} exchanges in {report.path}")
+    if report.exchanges == 0:
+        err.print("warning: no replies of yours to index yet; memory stays empty until you ingest more history")
+
+
 @app.command()
 def types() -> None:
     """List message categories, their default placeholders, and which are dropped from training."""

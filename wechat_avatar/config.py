@@ -431,6 +431,9 @@ class MemoryConfig(Section):
     recency_days: float = Field(
         180.0, gt=0, description="A memory this many days old weighs half as much as one from today."
     )
+    same_friend_boost: float = Field(
+        3.0, ge=1, description="Memories of the friend you are answering weigh this many times more."
+    )
     in_training: bool = Field(
         True,
         description="With memory on, dataset samples carry the memories retrieved for them (from before "

@@ -126,6 +126,16 @@ class Workspace:
         return self.root / "memory"
 
     @property
+    def memory_index(self) -> Path:
+        """Your past exchanges and their full-text index (memory build)."""
+        return self.memory / "index.db"
+
+    @property
+    def memory_pii_map(self) -> Path:
+        """Pseudonyms memory gave to values the dataset never saw; private like pii_map."""
+        return self.private / "memory_pii_map.json"
+
+    @property
     def serve(self) -> Path:
         return self.root / "serve"
 
