@@ -353,6 +353,10 @@ def eval_(
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature (default: eval.temperature).")] = None,
     top_p: Annotated[float | None, typer.Option(help="Nucleus sampling mass (default: eval.top_p).")] = None,
     seed: Annotated[int | None, typer.Option(help="Sampling seed (default: eval.seed).")] = None,
+    probes: Annotated[
+        Path | None,
+        typer.Option(help="Knowledge probes: a synth.json; each is asked without memory and with it (if built)."),
+    ] = None,
 ) -> None:
     """Score replies on the held-out split: perplexity, BLEU/ROUGE, distinct, style, civility, privacy.
 
@@ -367,12 +371,18 @@ def eval_(
     cfg.eval = _overlay(cfg.eval, flags)
     _quiet_ml()
     with _progress() as progress:
-        result = evaluate(Workspace(workspace), cfg, adapter, compare or [], name=name, progress=progress)
+        result = evaluate(Workspace(workspace), cfg, adapter, compare or [], name=name, progress=progress,
+                          probes=probes)  # fmt: skip
     headers, rows = summary_by_metric(result.metrics)
     table = Table(*headers, title=f"{result.metrics['dataset']['samples']} held-out samples")
     for row in rows:
         table.add_row(*map(escape, row))
     out.print(table)
+    for run in result.metrics["runs"]:
+        for how, k in (run.get("knowledge") or {}).items():
+            if k:
+                out.print(f"{run['label']} knowledge {how.replace('_', ' ')}: recall {k['recall']:.0f} %, "
+                          f"generic {k['generic']:.0f} % of {k['probes']} probes")  # fmt: skip
     out.print(f"report: {result.path / REPORT_FILE}")
 
 

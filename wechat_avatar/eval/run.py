@@ -25,7 +25,7 @@ from wechat_avatar import __version__
 from wechat_avatar.config import AvatarConfig, EvalConfig
 from wechat_avatar.dataset.splits import dataset_hash
 from wechat_avatar.errors import DatasetError, UsageError
-from wechat_avatar.eval import metrics, privacy
+from wechat_avatar.eval import knowledge, metrics, privacy
 from wechat_avatar.eval.perplexity import reply_perplexity
 from wechat_avatar.models.load import check_adapter
 from wechat_avatar.workspace import ADAPTER_FILE, Workspace
@@ -65,9 +65,11 @@ def evaluate(
     *,
     name: str | None = None,
     progress: Progress | None = None,
+    probes: Path | None = None,
 ) -> EvalResult:
     """Score `adapter` (default: WORKSPACE/adapters/sft, else the base model) and every `compare` run,
-    with the generation settings and sample count of `cfg.eval`."""
+    with the generation settings and sample count of `cfg.eval`; with `probes` (a synth.json), the
+    knowledge probes too, without memory and (where `memory build` ran) with it."""
     options = cfg.eval
     test_path = workspace.split("test")
     everything = load_test(workspace)
@@ -94,6 +96,8 @@ def evaluate(
     real = [s.reply for s in chosen]
     real_style = metrics.style(real, marks)
     scorer = Scorer(chosen, secrets, marks, real_style, options)
+    if probes is not None:
+        scorer.ask_knowledge(workspace, cfg, knowledge.load_probes(probes))
     runs: list[dict[str, Any]] = []
     for spec in specs:
         if spec.kind == "saved":
@@ -212,6 +216,26 @@ class Scorer:
         self.probe_conversations = [
             privacy.probe_conversation(system, p) for p in self.probes for _ in range(privacy.PROBE_REPEATS)
         ]
+        self.system = system
+        self.knowledge: list[knowledge.Probe] = []
+        self.knowledge_conversations: list[list[dict[str, str]]] = []  # without memory, then with it
+        self.knowledge_memory = False
+
+    def ask_knowledge(self, workspace: Workspace, cfg: AvatarConfig, probes: list[knowledge.Probe]) -> None:
+        """Each probe without memory and, where the memory index exists, with what it recalls before the probe."""
+        from wechat_avatar.memory.recall import Recall
+
+        self.knowledge = probes
+        self.knowledge_conversations = [knowledge.conversation(p, self.system) for p in probes]
+        if workspace.memory_index.is_file():
+            recall = Recall.open(workspace, cfg)
+            try:
+                self.knowledge_conversations += [
+                    knowledge.conversation(p, self.system, recall(p.friend, p.question, p.ts_ms)) for p in probes
+                ]
+            finally:
+                recall.close()
+            self.knowledge_memory = True
 
     def model_run(
         self, workspace: Workspace, cfg: AvatarConfig, spec: RunSpec, progress: Progress | None
@@ -225,13 +249,22 @@ class Scorer:
             full = [[*s.context, {"role": "assistant", "content": s.reply}] for s in self.samples]
             ppl = reply_perplexity(loaded.model, loaded.tokenizer, full, max_length=cfg.sft.max_length,
                                    advance=_hook(progress, f"{spec.label}: perplexity", len(full)))  # fmt: skip
-            conversations = [s.context for s in self.samples] + self.probe_conversations
+            conversations = [s.context for s in self.samples] + self.probe_conversations + self.knowledge_conversations
             replies = self._generate(loaded.model, loaded.tokenizer, conversations,
                                      _hook(progress, f"{spec.label}: generate", len(conversations)))  # fmt: skip
         finally:
             del loaded  # two models at once would double peak memory
             gc.collect()
-        return self.score(about, ppl, replies[: len(self.samples)], replies[len(self.samples) :])
+        n, m = len(self.samples), len(self.samples) + len(self.probe_conversations)
+        scored = self.score(about, ppl, replies[:n], replies[n:m])
+        if self.knowledge:
+            scored["knowledge"] = self.score_knowledge(replies[m:])
+        return scored
+
+    def score_knowledge(self, replies: list[str]) -> dict[str, Any]:
+        k = len(self.knowledge)
+        with_memory = knowledge.score(self.knowledge, replies[k:]) if self.knowledge_memory else None
+        return {"without_memory": knowledge.score(self.knowledge, replies[:k]), "with_memory": with_memory}
 
     def _generate(
         self, model: Any, tokenizer: Any, conversations: list[list[dict[str, str]]], advance: Callable[[int], None]
