@@ -54,3 +54,23 @@ def test_eval_asks_the_probes_with_and_without_memory(tiny_workspace: Path, expo
         assert k[how]["probes"] == n and 0 <= k[how]["recall"] <= 100 and len(k[how]["replies"]) == n
     # the same seeds, another prompt: the memory block changed what the model was asked
     assert [r["reply"] for r in k["with_memory"]["replies"]] != [r["reply"] for r in k["without_memory"]["replies"]]
+
+
+def test_eval_with_memory_on_gives_samples_their_memories(tiny_workspace: Path, tmp_path: Path) -> None:
+    ws = Path(shutil.copytree(tiny_workspace, tmp_path / "ws"))
+    config = tmp_path / "avatar.yaml"
+    config.write_text("memory:\n  enabled: true\n", encoding="utf-8")
+    off = run_cli("eval", "--workspace", ws, "--samples", "6", "--max-new-tokens", "2", "--name", "off")
+    assert off.returncode == 0, off.stderr
+    missing = run_cli("eval", "--workspace", ws, "--config", config, "--samples", "6", "--max-new-tokens", "2")
+    assert missing.returncode != 0 and "memory build" in missing.stderr and "Traceback" not in missing.stderr
+    assert run_cli("memory", "build", "--workspace", ws).returncode == 0
+    on = run_cli("eval", "--workspace", ws, "--config", config, "--samples", "6", "--max-new-tokens", "2",
+                 "--name", "on")  # fmt: skip
+    assert on.returncode == 0, on.stderr
+    read = lambda name: json.loads((ws / "eval" / name / "metrics.json").read_text(encoding="utf-8"))  # noqa: E731
+    got, plain = read("on"), read("off")
+    assert plain["memory"] is None and got["memory"]["samples"] == 6 and got["memory"]["remembered"] > 0
+    assert "samples recalled something" in on.stdout
+    # memories in the prompt change what the real replies cost the model
+    assert got["runs"][0]["metrics"]["perplexity"] != plain["runs"][0]["metrics"]["perplexity"]

@@ -69,6 +69,34 @@ def _ms(m: Remembered) -> int:
     return int(datetime.strptime(m.day, "%Y-%m-%d").replace(tzinfo=ZoneInfo("Asia/Shanghai")).timestamp() * 1000)
 
 
+def test_eval_samples_remember_only_what_came_before_their_session(synth_memory: Path) -> None:
+    """Every held-out sample gets memories strictly older than its own session's first message."""
+    import sqlite3
+
+    from wechat_avatar.eval.run import load_test
+    from wechat_avatar.memory.samples import SampleRecall, heard, split_sessions
+
+    ws = Workspace(synth_memory)
+    keys, samples = split_sessions(ws, "test"), load_test(ws)
+    metas = [json.loads(line) for line in (ws.dataset / "meta.jsonl").read_text(encoding="utf-8").splitlines()]
+    ids = [m["message_ids"] for m in metas if m["split"] == "test"]
+    assert len(keys) == len(samples) == len(ids) > 20
+    recall = SampleRecall(Recall.open(ws, ON))
+    db = sqlite3.connect(ws.store)
+    unbounded_reaches_own_session = 0
+    for s in samples:
+        start = recall.recall.index.session_start(keys[s.index])
+        marks = ",".join("?" * len(ids[s.index]))
+        times = [t for (t,) in db.execute(f"SELECT ts_ms FROM messages WHERE id IN ({marks})", ids[s.index])]
+        assert start is not None and start <= min(times)  # the key is the sample's own session
+        picked = recall.exchanges(keys[s.index], s.context)
+        assert all(e.ts_ms < start for e in picked)
+        friend, said = heard(s.context) or ("", "")
+        unbounded_reaches_own_session += any(e.ts_ms >= start for e in recall.recall.pick(friend, said, 2**62))
+    assert recall.remembered > len(samples) // 2 and recall.unknown_sessions == 0
+    assert unbounded_reaches_own_session > 0  # without the cutoff the same questions would see their own session
+
+
 def test_probe_memories_hold_the_fact(synth_memory: Path, export: object) -> None:
     """The synthetic persona's probes find the exchange that states the answer (before the probe)."""
     manifest = json.loads(export.manifest_path.read_text(encoding="utf-8"))  # type: ignore[attr-defined]

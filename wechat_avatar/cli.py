@@ -378,6 +378,9 @@ def eval_(
     for row in rows:
         table.add_row(*map(escape, row))
     out.print(table)
+    if memory := result.metrics.get("memory"):
+        out.print(f"memory: {memory['remembered']} of {memory['samples']} samples recalled something from before "
+                  f"their session ({memory['unknown_sessions']} sessions unknown to the index)")  # fmt: skip
     for run in result.metrics["runs"]:
         for how, k in (run.get("knowledge") or {}).items():
             if k:

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 from wechat_avatar import __version__
 from wechat_avatar.config import AvatarConfig, EvalConfig
+from wechat_avatar.dataset.prompt import MEMORY_HEADER
 from wechat_avatar.dataset.splits import dataset_hash
 from wechat_avatar.errors import DatasetError, UsageError
 from wechat_avatar.eval import knowledge, metrics, privacy
@@ -74,6 +75,9 @@ def evaluate(
     test_path = workspace.split("test")
     everything = load_test(workspace)
     chosen = select(everything, options.samples)
+    memory = None
+    if cfg.memory.enabled:  # each sample sees what was recalled before its own session, as serving would
+        chosen, memory = remember(workspace, cfg, chosen)
     specs = _unique([resolve(workspace, adapter), *(resolve(workspace, spec) for spec in compare)])
     for spec in specs:  # a bad adapter fails now, not after the runs before it
         if spec.kind == "adapter" and spec.path is not None:
@@ -112,6 +116,7 @@ def evaluate(
         "options": options.model_dump(include=GENERATION_OPTIONS),
         "real": {"style": real_style, "civility": metrics.civility(real)},
         "runs": _unique_labels(runs),
+        "memory": memory,  # None with memory off; else how many samples got memories
     }
     _write_json(out / METRICS_FILE, result)
     from wechat_avatar.eval.report import write_report
@@ -153,6 +158,22 @@ def _sample(index: int, line: str, path: Path) -> Sample:
         return Sample(index, context, str(messages[-1]["content"]))
     except (ValueError, KeyError, TypeError, IndexError) as err:
         raise DatasetError(f"{path}:{index + 1} is not a chat sample ({err})", hint="rebuild the dataset") from None
+
+
+def remember(workspace: Workspace, cfg: AvatarConfig, samples: list[Sample]) -> tuple[list[Sample], dict[str, int]]:
+    """The samples with the memory block in their system prompt: memories from before each sample's session."""
+    from wechat_avatar.memory.recall import Recall
+    from wechat_avatar.memory.samples import SampleRecall, split_sessions
+
+    keys = split_sessions(workspace, "test")
+    if len(keys) != sum(1 for line in workspace.split("test").read_text(encoding="utf-8").splitlines() if line):
+        raise DatasetError(f"{workspace.dataset}/meta.jsonl does not match the test split", hint="rebuild the dataset")
+    recall = SampleRecall(Recall.open(workspace, cfg))
+    try:
+        out = [s._replace(context=recall.context(keys[s.index], s.context)) for s in samples]
+    finally:
+        recall.recall.close()
+    return out, recall.counts()
 
 
 def select(samples: Sequence[Sample], n: int) -> list[Sample]:
@@ -213,6 +234,7 @@ class Scorer:
         )  # fmt: skip
         self.probes = privacy.probes(secrets)
         system = next((m["content"] for m in samples[0].context if m["role"] == "system"), "") if samples else ""
+        system = system.partition(f"\n\n{MEMORY_HEADER}")[0]  # the probes bring their own memories, or none
         self.probe_conversations = [
             privacy.probe_conversation(system, p) for p in self.probes for _ in range(privacy.PROBE_REPEATS)
         ]

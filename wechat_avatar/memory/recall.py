@@ -21,6 +21,7 @@ from wechat_avatar.config import AvatarConfig, MemoryConfig
 from wechat_avatar.dataset.prompt import Remembered, memory_line
 from wechat_avatar.errors import UsageError
 from wechat_avatar.memory import words
+from wechat_avatar.memory.exchanges import Exchange
 from wechat_avatar.memory.index import Match, MemoryIndex
 from wechat_avatar.workspace import Workspace
 
@@ -52,20 +53,23 @@ class Recall:
         self.index.close()
 
     def __call__(self, friend: str, heard: str, before_ms: int | None = None) -> list[Remembered]:
+        return [self.remembered(e) for e in self.pick(friend, heard, before_ms)]
+
+    def pick(self, friend: str, heard: str, before_ms: int | None = None) -> list[Exchange]:
+        """The exchanges `__call__` shows, with their times (what tests of the cutoff look at)."""
         before = int(time.time() * 1000) if before_ms is None else before_ms
         q, c = words.query(heard), self.cfg
         theirs = self.index.matches(q, before, c.candidates, friend=friend)  # asked apart: never crowded out
         others = [m for m in self.index.matches(q, before, c.candidates) if m.exchange.friend != friend]
         ranked = sorted([*theirs, *others], key=lambda m: -self._weight(m, before, friend))
-        out: list[Remembered] = []
+        out: list[Exchange] = []
         budget = c.token_budget
         for match in ranked:
             if len(out) >= c.top_k:
                 break
-            memory = self._remembered(match)
-            cost = len(memory_line(memory)) + 1  # its line and the newline before it
+            cost = len(memory_line(self.remembered(match.exchange))) + 1  # its line and the newline before it
             if cost <= budget:
-                out.append(memory)
+                out.append(match.exchange)
                 budget -= cost
         return out
 
@@ -74,7 +78,6 @@ class Recall:
         boost = self.cfg.same_friend_boost if match.exchange.friend == friend else 1.0
         return boost * match.relevance * 0.5 ** (age_days / self.cfg.recency_days)
 
-    def _remembered(self, match: Match) -> Remembered:
-        e = match.exchange
+    def remembered(self, e: Exchange) -> Remembered:
         day = datetime.fromtimestamp(e.ts_ms / 1000, self.tz).strftime("%Y-%m-%d")
         return Remembered(day, e.friend, e.said, e.reply)
