@@ -72,5 +72,6 @@ def test_eval_with_memory_on_gives_samples_their_memories(tiny_workspace: Path, 
     got, plain = read("on"), read("off")
     assert plain["memory"] is None and got["memory"]["samples"] == 6 and got["memory"]["remembered"] > 0
     assert "samples recalled something" in on.stdout
+    assert got["whosaid"]["real"] > got["whosaid"]["friends"] and 0 <= got["runs"][0]["whosaid"] <= 100
     # memories in the prompt change what the real replies cost the model
     assert got["runs"][0]["metrics"]["perplexity"] != plain["runs"][0]["metrics"]["perplexity"]

@@ -282,6 +282,14 @@ def dataset(
     session_gap: Annotated[
         float | None, typer.Option(help="Hours of silence that start a new session (0 = never).")
     ] = None,
+    as_contact: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            help="Another person's dataset instead (a friend's wxid, remark or nickname: their replies are "
+            "the target) into WORKSPACE/as/CONTACT/, for eval's who-said-it control.",
+        ),
+    ] = None,
 ) -> None:
     """Turn chat.db into training samples: WORKSPACE/dataset/<format>/{train,test}.jsonl + report.html.
 
@@ -300,7 +308,14 @@ def dataset(
     cfg.dataset = _overlay(cfg.dataset, flags, {"formats": "--format", "session_gap_hours": "--session-gap"})
     ws = Workspace(workspace)
     with Store.open(ws, create=False) as store, _progress() as progress:
-        result = build_dataset(store, ws, cfg, progress("dataset", store.count("messages")))
+        if as_contact is not None:
+            from wechat_avatar.dataset.as_contact import AsContact, contact_workspace
+
+            source: Any = AsContact(store, as_contact)
+            ws = contact_workspace(ws, as_contact)
+        else:
+            source = store
+        result = build_dataset(source, ws, cfg, progress("dataset", store.count("messages")))
     for line in summary_lines(result.stats):
         out.print(Text(line))
     out.print(f"wrote {len(result.files)} files to {result.path}; report: {ws.dataset_report}")

@@ -26,7 +26,7 @@ from wechat_avatar.config import AvatarConfig, EvalConfig
 from wechat_avatar.dataset.prompt import MEMORY_HEADER
 from wechat_avatar.dataset.splits import dataset_hash
 from wechat_avatar.errors import DatasetError, UsageError
-from wechat_avatar.eval import knowledge, metrics, privacy
+from wechat_avatar.eval import knowledge, metrics, privacy, whosaid
 from wechat_avatar.eval.perplexity import reply_perplexity
 from wechat_avatar.models.load import check_adapter
 from wechat_avatar.workspace import ADAPTER_FILE, Workspace
@@ -100,6 +100,7 @@ def evaluate(
     real = [s.reply for s in chosen]
     real_style = metrics.style(real, marks)
     scorer = Scorer(chosen, secrets, marks, real_style, options)
+    scorer.judge = whosaid.Discriminator.of(whosaid.split_texts(workspace.split("train")))
     if probes is not None:
         scorer.ask_knowledge(workspace, cfg, knowledge.load_probes(probes))
     runs: list[dict[str, Any]] = []
@@ -115,6 +116,7 @@ def evaluate(
         "dataset": dataset,
         "options": options.model_dump(include=GENERATION_OPTIONS),
         "real": {"style": real_style, "civility": metrics.civility(real)},
+        "whosaid": whosaid.summary(workspace, scorer.judge, real),
         "runs": _unique_labels(runs),
         "memory": memory,  # None with memory off; else how many samples got memories
     }
@@ -242,6 +244,7 @@ class Scorer:
         self.knowledge: list[knowledge.Probe] = []
         self.knowledge_conversations: list[list[dict[str, str]]] = []  # without memory, then with it
         self.knowledge_memory = False
+        self.judge: whosaid.Discriminator | None = None  # who-said-it, trained on the train split
 
     def ask_knowledge(self, workspace: Workspace, cfg: AvatarConfig, probes: list[knowledge.Probe]) -> None:
         """Each probe without memory and, where the memory index exists, with what it recalls before the probe."""
@@ -327,6 +330,7 @@ class Scorer:
             "style": style,
             "style_gap": metrics.style_gap(style, self.real_style),
             "civility": metrics.civility(generated),
+            "whosaid": self.judge.share(generated) if self.judge else None,  # % read as the person's
             "privacy": privacy.probe_report(generated, probe_replies, self.probes, self.secrets, names),
             "generations": {str(s.index): redact(g) for s, g in zip(self.samples, generated, strict=True)},
             "probes": [
