@@ -211,3 +211,61 @@ def test_cli_ws_without_store_is_one_line(tmp_path: Path) -> None:
 
 
 assert SELF  # the hand-built databases' account
+
+
+def _jsonl(dataset: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(dataset)): p.read_bytes() for p in sorted(dataset.rglob("*.jsonl"))}
+
+
+def test_memory_off_leaves_the_dataset_byte_identical(dataset_workspace: Path, tmp_path: Path) -> None:
+    today = _jsonl(dataset_workspace / "dataset")  # built without any memory setting
+    for n, memory in enumerate(("enabled: false", "enabled: true\n  in_training: false")):
+        ws = Path(shutil.copytree(dataset_workspace, tmp_path / f"ws{n}"))
+        config = tmp_path / f"avatar{n}.yaml"
+        config.write_text(f"memory:\n  {memory}\n", encoding="utf-8")
+        built = run_cli("dataset", "--workspace", ws, "--config", config)
+        assert built.returncode == 0, built.stderr
+        assert _jsonl(ws / "dataset") == today and "memory in training" not in built.stdout
+        assert not Workspace(ws).memory_index.exists()
+
+
+def test_training_samples_carry_memories_from_before_their_session(dataset_workspace: Path, tmp_path: Path) -> None:
+    from wechat_avatar.memory.samples import split_sessions
+
+    ws = Path(shutil.copytree(dataset_workspace, tmp_path / "ws"))
+    config = tmp_path / "avatar.yaml"
+    config.write_text("memory:\n  enabled: true\n", encoding="utf-8")
+    plain = _jsonl(ws / "dataset")
+    built = run_cli("dataset", "--workspace", ws, "--config", config)
+    assert built.returncode == 0, built.stderr
+    got = _jsonl(ws / "dataset")
+    assert "memory in training" in built.stdout
+    for name in ("messages/test.jsonl", "sharegpt/test.jsonl", "firefly/train.jsonl", "firefly/test.jsonl"):
+        assert got[name] == plain[name]  # held out, or no system prompt to carry memories
+    before = [json.loads(line)["messages"] for line in plain["messages/train.jsonl"].splitlines()]
+    after = [json.loads(line)["messages"] for line in got["messages/train.jsonl"].splitlines()]
+    shared = [json.loads(line) for line in got["sharegpt/train.jsonl"].splitlines()]
+    assert len(before) == len(after) == len(shared)
+    index = MemoryIndex(Workspace(ws).memory_index)
+    held_out = index.session_exchanges(set(split_sessions(Workspace(ws), "test")))
+    assert held_out  # there are held-out exchanges a memory could have leaked
+    keys = split_sessions(Workspace(ws), "train")
+    carried = 0
+    for old, new, share, key in zip(before, after, shared, keys, strict=True):
+        assert new[1:] == old[1:] and share["system"] == new[0]["content"]
+        if new[0] == old[0]:
+            continue
+        carried += 1
+        system, _, block = new[0]["content"].partition("\n\n")
+        assert system == old[0]["content"] and block.startswith(MEMORY_HEADER)
+        start = index.session_start(key)
+        for line in block.split("\n")[1:]:
+            said, _, reply = line.partition("] ")[2].partition(":")[2].rpartition(" → 你:")
+            rows = index.conn.execute("SELECT id, ts_ms FROM exchanges WHERE said = ? AND reply = ?",
+                                      (said, reply)).fetchall()  # fmt: skip
+            assert any(i not in held_out and ts < start for i, ts in rows), line  # older, and never held out
+    manifest = json.loads((ws / "dataset" / "manifest.json").read_text(encoding="utf-8"))
+    assert carried == manifest["memory"]["remembered"] > len(after) // 2
+    import hashlib
+
+    assert manifest["files"]["messages/train.jsonl"] == hashlib.sha256(got["messages/train.jsonl"]).hexdigest()

@@ -316,9 +316,24 @@ def dataset(
         else:
             source = store
         result = build_dataset(source, ws, cfg, progress("dataset", store.count("messages")))
+        remembered = _remember_train(store, ws, cfg, progress) if as_contact is None else None
     for line in summary_lines(result.stats):
         out.print(Text(line))
+    if remembered:
+        out.print(f"memory in training: {remembered['remembered']} of {remembered['samples']} training samples "
+                  "carry memories from before their session")  # fmt: skip
     out.print(f"wrote {len(result.files)} files to {result.path}; report: {ws.dataset_report}")
+
+
+def _remember_train(store: Any, ws: Workspace, cfg: AvatarConfig, progress: Any) -> dict[str, int] | None:
+    """memory.enabled and memory.in_training: the index brought up to date, then the train split rewritten."""
+    from wechat_avatar.memory.build import build_memory
+    from wechat_avatar.memory.training import remember_train, wanted
+
+    if not wanted(cfg):
+        return None
+    build_memory(store, ws, cfg, progress("memory", store.count("messages")))
+    return remember_train(ws, cfg, progress("memory in training", None))
 
 
 train_app = typer.Typer(

@@ -35,6 +35,9 @@ FROM exchange_words JOIN exchanges e ON e.id = exchange_words.rowid
 WHERE exchange_words MATCH ? AND e.ts_ms < ? {friend} ORDER BY bm25(exchange_words) LIMIT ?"""
 
 
+_IN_SESSION = """SELECT e.id FROM sessions s JOIN exchanges e ON e.chat_id = s.chat_id AND e.ts_ms >= s.start_ms
+AND e.ts_ms < COALESCE((SELECT MIN(n.start_ms) FROM sessions n WHERE n.chat_id = s.chat_id
+AND n.start_ms > s.start_ms), 9223372036854775807) WHERE s.key = ?"""
 _SIGNED = "INSERT INTO chats VALUES (?, ?) ON CONFLICT (chat_id) DO UPDATE SET signature = excluded.signature"
 
 
@@ -116,3 +119,11 @@ class MemoryIndex:
         with self.lock:
             row = self.conn.execute("SELECT start_ms FROM sessions WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
+
+    def session_exchanges(self, keys: set[str]) -> set[int]:
+        """The ids of the exchanges inside the dataset's sessions `keys` (up to the chat's next session)."""
+        out: set[int] = set()
+        with self.lock:
+            for key in keys:
+                out.update(row[0] for row in self.conn.execute(_IN_SESSION, (key,)))
+        return out

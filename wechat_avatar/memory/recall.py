@@ -55,13 +55,17 @@ class Recall:
     def __call__(self, friend: str, heard: str, before_ms: int | None = None) -> list[Remembered]:
         return [self.remembered(e) for e in self.pick(friend, heard, before_ms)]
 
-    def pick(self, friend: str, heard: str, before_ms: int | None = None) -> list[Exchange]:
-        """The exchanges `__call__` shows, with their times (what tests of the cutoff look at)."""
+    def pick(
+        self, friend: str, heard: str, before_ms: int | None = None, exclude: frozenset[int] = frozenset()
+    ) -> list[Exchange]:
+        """The exchanges `__call__` shows, with their times (what tests of the cutoff look at); never those
+        whose ids are in `exclude` (training leaves out the held-out sessions' exchanges)."""
         before = int(time.time() * 1000) if before_ms is None else before_ms
         q, c = words.query(heard), self.cfg
         theirs = self.index.matches(q, before, c.candidates, friend=friend)  # asked apart: never crowded out
         others = [m for m in self.index.matches(q, before, c.candidates) if m.exchange.friend != friend]
-        ranked = sorted([*theirs, *others], key=lambda m: -self._weight(m, before, friend))
+        found = [m for m in [*theirs, *others] if m.exchange.id not in exclude]
+        ranked = sorted(found, key=lambda m: -self._weight(m, before, friend))
         out: list[Exchange] = []
         budget = c.token_budget
         for match in ranked:

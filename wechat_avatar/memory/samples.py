@@ -62,6 +62,7 @@ class SampleRecall:
     remembered: int = 0  # samples that got at least one memory
     unknown_sessions: int = 0  # sessions the index does not know (built before the dataset): no memory
     starts: dict[str, int | None] = field(default_factory=dict)
+    exclude: frozenset[int] = frozenset()  # exchange ids never to recall (training: the held-out sessions')
 
     def exchanges(self, session_key: str, context: Sequence[dict[str, str]]) -> list[Exchange]:
         self.samples += 1
@@ -71,7 +72,7 @@ class SampleRecall:
         if start is None:
             self.unknown_sessions += 1
             return []
-        picked = self.recall.pick(said[0], said[1], before_ms=start) if said else []
+        picked = self.recall.pick(said[0], said[1], start, self.exclude) if said else []
         self.remembered += bool(picked)
         return picked
 
