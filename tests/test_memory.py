@@ -269,3 +269,38 @@ def test_training_samples_carry_memories_from_before_their_session(dataset_works
     import hashlib
 
     assert manifest["files"]["messages/train.jsonl"] == hashlib.sha256(got["messages/train.jsonl"]).hexdigest()
+
+
+def test_profile_mines_address_catchphrases_stickers_hours_places_and_names(tmp_path: Path) -> None:
+    from wechat_avatar.memory import profile
+
+    ws = tmp_path / "ws"
+    db = _db(tmp_path / "a" / "EnMicroMsg.db", [
+        *_messages(1, HU, [("在吗", "哥 在的<s>笑死<s>[旺柴]"), ("吃啥", "哥 我和小雨在杭州<s>笑死<s>[旺柴]"),
+                           ("周末呢", "去杭州找小雨<s>笑死"), ("好", "哥 我跟小雨说了杭州见<s>[旺柴]")], T0),
+        *_messages(100, "wxid_zhou", [("练车了吗", "明天去<s>[手机图片]"), ("考了吗", "明天去"),
+                                      ("然后", "明天去")], T0),
+    ])  # fmt: skip
+    assert run_cli("ingest", db, "--workspace", ws).returncode == 0
+    before = run_cli("memory", "profile", "--workspace", ws)
+    assert before.returncode != 0 and "memory build" in before.stderr and "Traceback" not in before.stderr
+    _build(ws)
+    made = run_cli("memory", "profile", "--workspace", ws)
+    assert made.returncode == 0, made.stderr
+    mined = profile.read(Workspace(ws).memory_profile)
+    assert mined["address"] == {"胡三行": "哥"}  # 周先生 was never addressed twice
+    assert mined["catchphrases"] == ["笑死", "明天去"] and mined["stickers"] == ["[旺柴]"]  # [手机图片] is a photo
+    assert mined["active_hours"] == [6] and mined["places"] == ["杭州"] and mined["names"] == ["小雨"]
+    assert "口头禅：笑死、明天去" in made.stdout and "profile mined" in made.stdout
+    # your edits are kept, and with memory on they are the system prompt's persona block
+    edited = Workspace(ws).memory_profile.read_text(encoding="utf-8").replace("notes: ''", "notes: 在杭州工作")
+    Workspace(ws).memory_profile.write_text(edited, encoding="utf-8")
+    again = run_cli("memory", "profile", "--workspace", ws)
+    assert again.returncode == 0 and "kept" in again.stdout and "在杭州工作" in again.stdout
+    on = Persona.of(Workspace(ws), ON)
+    off = Persona.of(Workspace(ws), AvatarConfig())
+    assert on.system == f"{off.system}\n\n{profile.block(profile.read(Workspace(ws).memory_profile))}"
+    assert on.system.endswith("在杭州工作") and profile.PERSONA_HEADER not in off.system
+    Workspace(ws).memory_profile.write_text("address: [unclosed", encoding="utf-8")
+    broken = run_cli("memory", "profile", "--workspace", ws)
+    assert broken.returncode != 0 and "not valid YAML" in broken.stderr and "Traceback" not in broken.stderr

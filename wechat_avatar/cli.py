@@ -709,6 +709,29 @@ def memory_build(workspace: WorkspaceOpt = DEFAULT_WORKSPACE, config: ConfigOpt 
         err.print("warning: no replies of yours to index yet; memory stays empty until you ingest more history")
 
 
+@memory_app.command("profile")
+def memory_profile(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    refresh: Annotated[bool, typer.Option(help="Mine it anew over an existing profile (your edits are lost).")] = False,
+) -> None:
+    """Your persona facts, mined from your replies with plain rules, into WORKSPACE/memory/profile.yaml.
+
+    How you address each friend, your catchphrases and stickers, your active hours, the places
+    and names you mention most. Edit the file as you like: with memory on it becomes the system
+    prompt's persona block (chat, serve, eval and training). Needs `memory build` first; an
+    existing profile is shown, not overwritten, unless --refresh.
+    """
+    from wechat_avatar.memory.profile import block, profile, read
+
+    cfg, ws = _config(config), Workspace(workspace)
+    path, mined = profile(ws, cfg, refresh)
+    out.print(Text(path.read_text(encoding="utf-8")))
+    out.print(Text(f"persona block:\n{block(read(path)) or '(empty: nothing goes into the prompt)'}"))
+    how = "mined" if mined else "kept (yours; --refresh mines it anew)"
+    out.print(f"profile {how}: {path}; edit it, and set memory.enabled: true to use it")
+
+
 @app.command()
 def types() -> None:
     """List message categories, their default placeholders, and which are dropped from training."""

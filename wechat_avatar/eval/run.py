@@ -28,6 +28,7 @@ from wechat_avatar.dataset.splits import dataset_hash
 from wechat_avatar.errors import DatasetError, UsageError
 from wechat_avatar.eval import knowledge, metrics, privacy, whosaid
 from wechat_avatar.eval.perplexity import reply_perplexity
+from wechat_avatar.memory.profile import PERSONA_HEADER
 from wechat_avatar.models.load import check_adapter
 from wechat_avatar.workspace import ADAPTER_FILE, Workspace
 
@@ -164,13 +165,14 @@ def _sample(index: int, line: str, path: Path) -> Sample:
 
 def remember(workspace: Workspace, cfg: AvatarConfig, samples: list[Sample]) -> tuple[list[Sample], dict[str, int]]:
     """The samples with the memory block in their system prompt: memories from before each sample's session."""
+    from wechat_avatar.memory.profile import persona_block
     from wechat_avatar.memory.recall import Recall
     from wechat_avatar.memory.samples import SampleRecall, split_sessions
 
     keys = split_sessions(workspace, "test")
     if len(keys) != sum(1 for line in workspace.split("test").read_text(encoding="utf-8").splitlines() if line):
         raise DatasetError(f"{workspace.dataset}/meta.jsonl does not match the test split", hint="rebuild the dataset")
-    recall = SampleRecall(Recall.open(workspace, cfg))
+    recall = SampleRecall(Recall.open(workspace, cfg), persona=persona_block(workspace, cfg))
     try:
         out = [s._replace(context=recall.context(keys[s.index], s.context)) for s in samples]
     finally:
@@ -236,7 +238,8 @@ class Scorer:
         )  # fmt: skip
         self.probes = privacy.probes(secrets)
         system = next((m["content"] for m in samples[0].context if m["role"] == "system"), "") if samples else ""
-        system = system.partition(f"\n\n{MEMORY_HEADER}")[0]  # the probes bring their own memories, or none
+        for header in (PERSONA_HEADER, MEMORY_HEADER):  # the probes bring their own persona and memories, or none
+            system = system.partition(f"\n\n{header}")[0]
         self.probe_conversations = [
             privacy.probe_conversation(system, p) for p in self.probes for _ in range(privacy.PROBE_REPEATS)
         ]
@@ -248,15 +251,17 @@ class Scorer:
 
     def ask_knowledge(self, workspace: Workspace, cfg: AvatarConfig, probes: list[knowledge.Probe]) -> None:
         """Each probe without memory and, where the memory index exists, with what it recalls before the probe."""
+        from wechat_avatar.memory.profile import persona_block, with_persona
         from wechat_avatar.memory.recall import Recall
 
         self.knowledge = probes
         self.knowledge_conversations = [knowledge.conversation(p, self.system) for p in probes]
         if workspace.memory_index.is_file():
             recall = Recall.open(workspace, cfg)
+            system = with_persona(self.system, persona_block(workspace, cfg))  # with memory on and a profile
             try:
                 self.knowledge_conversations += [
-                    knowledge.conversation(p, self.system, recall(p.friend, p.question, p.ts_ms)) for p in probes
+                    knowledge.conversation(p, system, recall(p.friend, p.question, p.ts_ms)) for p in probes
                 ]
             finally:
                 recall.close()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from wechat_avatar.dataset.prompt import Remembered, with_memory
 from wechat_avatar.errors import DatasetError
 from wechat_avatar.memory.exchanges import Exchange
+from wechat_avatar.memory.profile import with_persona
 from wechat_avatar.memory.recall import Recall
 from wechat_avatar.workspace import Workspace
 
@@ -63,6 +64,7 @@ class SampleRecall:
     unknown_sessions: int = 0  # sessions the index does not know (built before the dataset): no memory
     starts: dict[str, int | None] = field(default_factory=dict)
     exclude: frozenset[int] = frozenset()  # exchange ids never to recall (training: the held-out sessions')
+    persona: str = ""  # the persona block (memory/profile.py), put before the memories in every sample
 
     def exchanges(self, session_key: str, context: Sequence[dict[str, str]]) -> list[Exchange]:
         self.samples += 1
@@ -80,11 +82,14 @@ class SampleRecall:
         return [self.recall.remembered(e) for e in self.exchanges(session_key, context)]
 
     def context(self, session_key: str, context: Messages) -> Messages:
-        """The context with the memory block after its system prompt (unchanged where nothing was recalled)."""
+        """The context with the persona and memory blocks after its system prompt (unchanged without either)."""
         memories = self(session_key, context)
-        if not memories or not context or context[0]["role"] != "system":
+        if not context or context[0]["role"] != "system":
             return context
-        return [{**context[0], "content": with_memory(context[0]["content"], memories)}, *context[1:]]
+        return [{**context[0], "content": self.system(context[0]["content"], memories)}, *context[1:]]
+
+    def system(self, system: str, memories: Sequence[Remembered]) -> str:
+        return with_memory(with_persona(system, self.persona), memories)
 
     def counts(self) -> dict[str, int]:
         return {"samples": self.samples, "remembered": self.remembered, "unknown_sessions": self.unknown_sessions}

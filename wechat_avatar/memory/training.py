@@ -5,6 +5,7 @@ memory index up to date after the build and rewrites each training sample's syst
 reply time writes it: the system prompt, then the memory block of what recall finds for the
 sample's last user turn, strictly before the sample's own session (memory/samples.py). The model
 learns from samples shaped like the prompts it will be asked — retrieval-augmented fine-tuning.
+A persona profile (memory/profile.py), where there is one, goes into every training sample too.
 
 Only the train split changes (eval gives held-out samples their memories itself, when memory is
 on, so the test split stays the plain one, and a training sample never recalls a held-out session's
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from wechat_avatar.config import AvatarConfig
-from wechat_avatar.dataset.prompt import with_memory
 from wechat_avatar.errors import DatasetError
 from wechat_avatar.memory.recall import Recall
 from wechat_avatar.memory.samples import SampleRecall, split_sessions
@@ -58,9 +58,9 @@ def remember_train(
         for i, key in enumerate(keys):
             samples = {fmt: json.loads(fmt_lines[i]) for fmt, fmt_lines in lines.items()}
             memories = recall(key, _context(samples))
-            if memories:
+            if memories or recall.persona:
                 for fmt, sample in samples.items():
-                    lines[fmt][i] = json.dumps(_with(fmt, sample, memories), ensure_ascii=False)
+                    lines[fmt][i] = json.dumps(_with(fmt, sample, recall, memories), ensure_ascii=False)
             if advance:
                 advance(1)
     finally:
@@ -85,12 +85,12 @@ def _context(samples: dict[str, Any]) -> list[dict[str, str]]:
     return [{"role": "system", "content": share["system"]}, *turns]
 
 
-def _with(fmt: str, sample: dict[str, Any], memories: list[Any]) -> dict[str, Any]:
+def _with(fmt: str, sample: dict[str, Any], recall: SampleRecall, memories: list[Any]) -> dict[str, Any]:
     if fmt == "messages":
         messages = sample["messages"]
-        first = {**messages[0], "content": with_memory(messages[0]["content"], memories)}
+        first = {**messages[0], "content": recall.system(messages[0]["content"], memories)}
         return {**sample, "messages": [first, *messages[1:]]}
-    return {**sample, "system": with_memory(sample["system"], memories)}
+    return {**sample, "system": recall.system(sample["system"], memories)}
 
 
 def _replace(path: Path, data: bytes) -> None:

@@ -26,6 +26,7 @@ from wechat_avatar.dataset.prompt import Remembered, prompt
 from wechat_avatar.dataset.splits import self_name
 from wechat_avatar.dataset.window import Line
 from wechat_avatar.generate import BUBBLE, Generated, RowSampling, bubbles, generate_batch, reply_so_far, stop_ids
+from wechat_avatar.memory.profile import persona_block, with_persona
 from wechat_avatar.memory.recall import Recall
 from wechat_avatar.models.load import Loaded, load_for_serving
 from wechat_avatar.workspace import Workspace
@@ -60,7 +61,8 @@ class Persona:
         name = self_name(workspace)
         gap = int(cfg.dataset.session_gap_hours * 3_600_000)
         recall = Recall.open(workspace, cfg) if cfg.memory.enabled else None
-        return cls(name, cfg.dataset.system_prompt.format(name=name), cfg.dataset.context_window, gap, recall)
+        system = with_persona(cfg.dataset.system_prompt.format(name=name), persona_block(workspace, cfg))
+        return cls(name, system, cfg.dataset.context_window, gap, recall)
 
     def prompt(self, lines: list[Line]) -> Conversation:
         return prompt(lines, self.system, self.window, self.session_gap_ms, self.remember(lines))
