@@ -428,6 +428,12 @@ class MemoryConfig(Section):
     candidates: int = Field(
         64, ge=1, le=1000, description="Full-text matches ranked before the same friend and recency re-order them."
     )
+    max_postings: int = Field(
+        10_000,
+        ge=100,
+        description="A lookup asks for its query's rarest words while together they match at most this many "
+        "exchanges (always the rarest one): common words cost time at scale and rank next to nothing.",
+    )
     recency_days: float = Field(
         180.0, gt=0, description="A memory this many days old weighs half as much as one from today."
     )

@@ -11,6 +11,7 @@ settings       what the index was cut with (a change there rebuilds it)
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 from pathlib import Path
@@ -29,12 +30,20 @@ CREATE TABLE IF NOT EXISTS sessions (chat_id TEXT NOT NULL, start_ms INTEGER NOT
     PRIMARY KEY (chat_id, start_ms)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sessions_key ON sessions (key);
 CREATE VIRTUAL TABLE IF NOT EXISTS exchange_words USING fts5(words);
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.exchange_vocab USING fts5vocab(main, exchange_words, 'row');
 """
 _MATCHES = """SELECT e.id, e.chat_id, e.friend, e.said, e.reply, e.ts_ms, bm25(exchange_words)
 FROM exchange_words JOIN exchanges e ON e.id = exchange_words.rowid
 WHERE exchange_words MATCH ? AND e.ts_ms < ? {friend} ORDER BY bm25(exchange_words) LIMIT ?"""
 
 
+# One pass ranks by the final weight: BM25 (negative: lower is better) times the same friend's boost, halved
+# every half-life of age. Scoring is the cost of a lookup (every matching exchange is scored), so it is
+# done once, not once for the friend's and once for everyone's.
+_RANKED = """SELECT e.id, e.chat_id, e.friend, e.said, e.reply, e.ts_ms, bm25(exchange_words)
+* (CASE WHEN e.friend = ? THEN ? ELSE 1.0 END) * pow(0.5, (? - e.ts_ms) / ?) AS weight
+FROM exchange_words JOIN exchanges e ON e.id = exchange_words.rowid
+WHERE exchange_words MATCH ? AND e.ts_ms < ? ORDER BY weight LIMIT ?"""
 _IN_SESSION = """SELECT e.id FROM sessions s JOIN exchanges e ON e.chat_id = s.chat_id AND e.ts_ms >= s.start_ms
 AND e.ts_ms < COALESCE((SELECT MIN(n.start_ms) FROM sessions n WHERE n.chat_id = s.chat_id
 AND n.start_ms > s.start_ms), 9223372036854775807) WHERE s.key = ?"""
@@ -54,6 +63,10 @@ class MemoryIndex:
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.executescript(SCHEMA)
+        try:
+            self.conn.execute("SELECT pow(0.5, 1)")
+        except sqlite3.OperationalError:  # an SQLite built without its math functions
+            self.conn.create_function("pow", 2, math.pow, deterministic=True)
         self.lock = threading.Lock()
 
     def close(self) -> None:
@@ -112,6 +125,36 @@ class MemoryIndex:
         args = (query, before_ms, friend, limit) if friend is not None else (query, before_ms, limit)
         with self.lock:
             rows = self.conn.execute(sql, args).fetchall()
+        return [Match(Exchange(*row[:6]), -row[6]) for row in rows]
+
+    def rarest(self, terms: list[str], postings: int) -> list[str]:
+        """The rarest of `terms` (fewest exchanges hold them) while together they match at most `postings`
+        exchanges. BM25 scores every exchange a term matches before it ranks, so a common word (吃, 好)
+        in a large index costs a lookup hundreds of milliseconds and adds next to nothing to the ranking
+        (its IDF is near zero); a query of such words alone asks for nothing. In an index of fewer
+        exchanges than `postings` nothing is ever dropped. Terms no exchange holds are dropped too."""
+        if not terms:
+            return []
+        marks = ", ".join("?" * len(terms))
+        with self.lock:
+            docs = dict(self.conn.execute(f"SELECT term, doc FROM exchange_vocab WHERE term IN ({marks})", terms))
+        out, total = [], 0
+        for term in sorted(docs, key=lambda t: (docs[t], terms.index(t))):
+            if total + docs[term] > postings:
+                break
+            out.append(term)
+            total += docs[term]
+        return out
+
+    def ranked(
+        self, query: str, before_ms: int, friend: str, boost: float, half_life_ms: float, limit: int
+    ) -> list[Match]:
+        """The `limit` best matches older than `before_ms` by relevance, friend and age (relevance: the weight)."""
+        if not query:
+            return []
+        args = (friend, boost, before_ms, half_life_ms, query, before_ms, limit)
+        with self.lock:
+            rows = self.conn.execute(_RANKED, args).fetchall()
         return [Match(Exchange(*row[:6]), -row[6]) for row in rows]
 
     def session_start(self, key: str) -> int | None:

@@ -7,8 +7,11 @@ Ranking: full-text matches (BM25 over jieba words) older than `before_ms` — ne
 conversation's own session, never its future — each weighted by age (half as much every
 `recency_days`) and the same friend's by `same_friend_boost`, so the friend's own memories come
 first unless another's match is much closer (a strict friend-first order let a friend's chance
-`猫` outrank the very exchange where you named your cat to someone else). Memories are taken in that order
-while they fit `token_budget` (tokens estimated as characters) and `top_k`.
+`猫` outrank the very exchange where you named your cat to someone else), all in one SQL pass (scoring
+every matching exchange is what a lookup costs). The query asks only for its rarest words while they
+match at most `max_postings` exchanges: common words (吃, 好) cost time at scale and rank next to
+nothing. Memories are taken in that order while they fit `token_budget` (tokens estimated as
+characters) and `top_k`.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from wechat_avatar.dataset.prompt import Remembered, memory_line
 from wechat_avatar.errors import UsageError
 from wechat_avatar.memory import words
 from wechat_avatar.memory.exchanges import Exchange
-from wechat_avatar.memory.index import Match, MemoryIndex
+from wechat_avatar.memory.index import MemoryIndex
 from wechat_avatar.workspace import Workspace
 
 DAY_MS = 86_400_000
@@ -61,11 +64,11 @@ class Recall:
         """The exchanges `__call__` shows, with their times (what tests of the cutoff look at); never those
         whose ids are in `exclude` (training leaves out the held-out sessions' exchanges)."""
         before = int(time.time() * 1000) if before_ms is None else before_ms
-        q, c = words.query(heard), self.cfg
-        theirs = self.index.matches(q, before, c.candidates, friend=friend)  # asked apart: never crowded out
-        others = [m for m in self.index.matches(q, before, c.candidates) if m.exchange.friend != friend]
-        found = [m for m in [*theirs, *others] if m.exchange.id not in exclude]
-        ranked = sorted(found, key=lambda m: -self._weight(m, before, friend))
+        c = self.cfg
+        q = words.or_query(self.index.rarest(words.terms(heard), c.max_postings))
+        half_life = c.recency_days * DAY_MS
+        found = self.index.ranked(q, before, friend, c.same_friend_boost, half_life, c.candidates + len(exclude))
+        ranked = [m for m in found if m.exchange.id not in exclude]
         out: list[Exchange] = []
         budget = c.token_budget
         for match in ranked:
@@ -76,11 +79,6 @@ class Recall:
                 out.append(match.exchange)
                 budget -= cost
         return out
-
-    def _weight(self, match: Match, before_ms: int, friend: str) -> float:
-        age_days = max(0, before_ms - match.exchange.ts_ms) / DAY_MS
-        boost = self.cfg.same_friend_boost if match.exchange.friend == friend else 1.0
-        return boost * match.relevance * 0.5 ** (age_days / self.cfg.recency_days)
 
     def remembered(self, e: Exchange) -> Remembered:
         day = datetime.fromtimestamp(e.ts_ms / 1000, self.tz).strftime("%Y-%m-%d")

@@ -12,6 +12,7 @@ import re
 from functools import cache
 from typing import Any
 
+_MARK = re.compile(r"\[[^\[\]]{1,8}\]|<[A-Z]+_\d+>")  # [捂脸], [手机图片], <PHONE_1>: no topic in them
 _WORD = re.compile(r"[\w\u4e00-\u9fff]+")
 # Words too common to say what a message is about; a query made only of them asks for nothing.
 STOPWORDS = frozenset(
@@ -94,7 +95,17 @@ def indexed(text: str) -> str:
     return " ".join(words(text))
 
 
+def terms(text: str, limit: int = 12) -> list[str]:
+    """The text's telling words (stopwords, stickers and placeholders such as [手机图片] dropped), each once,
+    at most `limit`."""
+    return list(dict.fromkeys(w for w in words(_MARK.sub(" ", text)) if w not in STOPWORDS))[:limit]
+
+
+def or_query(picked: list[str]) -> str:
+    """An FTS5 OR-query of the words, or "" for none."""
+    return " OR ".join(f'"{w}"' for w in picked)
+
+
 def query(text: str, limit: int = 12) -> str:
     """An FTS5 OR-query of the text's telling words, or "" when it has none."""
-    picked = list(dict.fromkeys(w for w in words(text) if w not in STOPWORDS))[:limit]
-    return " OR ".join(f'"{w}"' for w in picked)
+    return or_query(terms(text, limit))
