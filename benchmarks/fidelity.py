@@ -72,7 +72,7 @@ def figures(ws: Path, name: str) -> list[dict[str, Any]]:
         k = run.get("knowledge") or {}
         out.append({
             "run": run["label"], "ppl": run["metrics"]["perplexity"], "style_gap": run["style_gap"],
-            "distinct": (run["metrics"].get("distinct_1"), run["metrics"].get("distinct_2")),
+            "distinct": (run["metrics"].get("distinct1"), run["metrics"].get("distinct2")),
             "whosaid": run.get("whosaid"), **{f"{how}_{key}": (k.get(how) or {}).get(key)
                                               for how in ("without_memory", "with_memory")
                                               for key in ("recall", "generic")},

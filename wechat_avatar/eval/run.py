@@ -116,7 +116,11 @@ def evaluate(
         "wechat_avatar": __version__,
         "dataset": dataset,
         "options": options.model_dump(include=GENERATION_OPTIONS),
-        "real": {"style": real_style, "civility": metrics.civility(real)},
+        "real": {
+            "style": real_style,
+            "civility": metrics.civility(real),
+            "distinct": {f"distinct{n}": metrics.distinct(real, n) for n in (1, 2)},
+        },  # beside the runs'
         "whosaid": whosaid.summary(workspace, scorer.judge, real),
         "runs": _unique_labels(runs),
         "memory": memory,  # None with memory off; else how many samples got memories
