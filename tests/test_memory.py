@@ -236,6 +236,9 @@ def test_training_samples_carry_memories_from_before_their_session(dataset_works
     config = tmp_path / "avatar.yaml"
     config.write_text("memory:\n  enabled: true\n", encoding="utf-8")
     plain = _jsonl(ws / "dataset")
+    Workspace(ws).memory.mkdir()
+    Workspace(ws).memory_profile.write_text("notes: 在杭州工作\n", encoding="utf-8")  # an edited profile
+    persona = "关于你（你自己的说话习惯）：\n在杭州工作"
     built = run_cli("dataset", "--workspace", ws, "--config", config)
     assert built.returncode == 0, built.stderr
     got = _jsonl(ws / "dataset")
@@ -253,11 +256,13 @@ def test_training_samples_carry_memories_from_before_their_session(dataset_works
     carried = 0
     for old, new, share, key in zip(before, after, shared, keys, strict=True):
         assert new[1:] == old[1:] and share["system"] == new[0]["content"]
-        if new[0] == old[0]:
+        system = f"{old[0]['content']}\n\n{persona}"  # the persona block in every training sample
+        assert new[0]["content"].startswith(system)
+        if new[0]["content"] == system:
             continue
         carried += 1
-        system, _, block = new[0]["content"].partition("\n\n")
-        assert system == old[0]["content"] and block.startswith(MEMORY_HEADER)
+        block = new[0]["content"].removeprefix(f"{system}\n\n")
+        assert block.startswith(MEMORY_HEADER)
         start = index.session_start(key)
         for line in block.split("\n")[1:]:
             said, _, reply = line.partition("] ")[2].partition(":")[2].rpartition(" → 你:")

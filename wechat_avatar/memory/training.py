@@ -26,6 +26,7 @@ from typing import Any
 
 from wechat_avatar.config import AvatarConfig
 from wechat_avatar.errors import DatasetError
+from wechat_avatar.memory.profile import persona_block
 from wechat_avatar.memory.recall import Recall
 from wechat_avatar.memory.samples import SampleRecall, split_sessions
 from wechat_avatar.workspace import MANIFEST_FILE, Workspace, split_name
@@ -51,9 +52,8 @@ def remember_train(
                                hint=f"rebuild it: `wechat-avatar dataset --workspace {workspace}`")  # fmt: skip
     opened = Recall.open(workspace, cfg)
     # a held-out session's words never reach training, not even as a memory of a later sample
-    recall = SampleRecall(
-        opened, exclude=frozenset(opened.index.session_exchanges(set(split_sessions(workspace, "test"))))
-    )
+    held_out = frozenset(opened.index.session_exchanges(set(split_sessions(workspace, "test"))))
+    recall = SampleRecall(opened, exclude=held_out, persona=persona_block(workspace, cfg))
     try:
         for i, key in enumerate(keys):
             samples = {fmt: json.loads(fmt_lines[i]) for fmt, fmt_lines in lines.items()}
