@@ -71,7 +71,7 @@ def test_eval_with_memory_on_gives_samples_their_memories(tiny_workspace: Path, 
     read = lambda name: json.loads((ws / "eval" / name / "metrics.json").read_text(encoding="utf-8"))  # noqa: E731
     got, plain = read("on"), read("off")
     assert plain["memory"] is None and got["memory"]["samples"] == 6 and got["memory"]["remembered"] > 0
-    assert "samples recalled something" in on.stdout
+    assert "samples recalled something" in on.stdout and "who said it (read as yours)" in on.stdout
     assert got["whosaid"]["real"] > got["whosaid"]["friends"] and 0 <= got["runs"][0]["whosaid"] <= 100
     # memories in the prompt change what the real replies cost the model
     assert got["runs"][0]["metrics"]["perplexity"] != plain["runs"][0]["metrics"]["perplexity"]

@@ -411,6 +411,11 @@ def eval_(
     if memory := result.metrics.get("memory"):
         out.print(f"memory: {memory['remembered']} of {memory['samples']} samples recalled something from before "
                   f"their session ({memory['unknown_sessions']} sessions unknown to the index)")  # fmt: skip
+    if (judge := result.metrics.get("whosaid") or {}).get("real") is not None:
+        shares = [(r["label"], r["whosaid"]) for r in result.metrics["runs"] if r.get("whosaid") is not None]
+        runs = ", ".join(f"{label} {share:.0f} %" for label, share in shares)
+        out.print(f"who said it (read as yours): your held-out replies {judge['real']:.0f} %, friends' lines "
+                  f"{judge['friends'] or 0:.0f} %; {runs}")  # fmt: skip
     for run in result.metrics["runs"]:
         for how, k in (run.get("knowledge") or {}).items():
             if k:
