@@ -81,7 +81,7 @@ def test_saved_runs_compare_in_one_self_contained_report(workspace: Path) -> Non
     assert saved["real"]["style"]["replies"] == 25
 
     html = (result.path / "report.html").read_text(encoding="utf-8")
-    assert html.count("<svg") == 5  # scores, perplexity, lengths, bubbles, civility
+    assert html.count("<svg") == 6  # scores, perplexity, lengths, bubbles, civility, distinct (no probes, no judge)
     assert html.count('class="sample"') == run.EXAMPLES
     assert "9.50" in html and "31.25" in html
     assert "开冲" in html and "[呲牙]" in html  # generated and real bubbles side by side
@@ -91,6 +91,28 @@ def test_saved_runs_compare_in_one_self_contained_report(workspace: Path) -> Non
         assert PHONE not in text and CANARY not in text
     # self-contained: nothing fetched from elsewhere
     assert not re.search(r"<script|<link|<img|src=\"http|href=\"http", html)
+
+
+def test_report_shows_knowledge_who_said_it_and_distinct_beside_the_persons(workspace: Path) -> None:
+    from wechat_avatar.eval import knowledge
+
+    friends = ["明天几点出发", "周末有空吗", "吃饭没", "你到哪了", "下班了吗"]
+    train = [{"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": f"胡三行:{f}"},
+                           {"role": "assistant", "content": r}]} for f in friends for r in REPLIES]  # fmt: skip
+    _write_jsonl(workspace / "dataset" / "messages" / "train.jsonl", train)
+    folder = saved_eval(workspace, "old-sft", "sft", 25, "好<s>开冲", ppl=9.5)
+    saved = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    probes = [knowledge.Probe("pet", "胡三行", "你的猫叫啥", 0, ("年糕",))] * 4
+    scored = {how: knowledge.score(probes, replies) for how, replies in
+              (("without_memory", ["好的"] * 4), ("with_memory", ["叫年糕", "年糕", "好的", "年糕<s>胖"]))}  # fmt: skip
+    saved["runs"][0].update(knowledge=scored, whosaid=37.5)
+    (folder / "metrics.json").write_text(json.dumps(saved), encoding="utf-8")
+    result = run.evaluate(Workspace(workspace), AvatarConfig(eval={"samples": 25}), str(folder))
+    assert result.metrics["whosaid"]["trained_on"] == {"person": 35, "friends": 35}
+    assert result.metrics["real"]["distinct"]["distinct1"] > 0
+    html = (result.path / "report.html").read_text(encoding="utf-8")
+    assert html.count("<svg") == 8 and "Knowledge probes" in html and "Who said it" in html
+    assert "held-out replies" in html and "38 %" in html and "4 probes" in html  # the run: 37.5 % read as yours
 
 
 def test_a_run_on_other_samples_is_flagged(workspace: Path) -> None:

@@ -289,3 +289,34 @@ def test_pii_generators_are_valid() -> None:
         assert len(card) in (16, 19) and luhn_ok(card)
     assert luhn_ok("4111111111111111") and not luhn_ok("4111111111111112")
     assert id_check_digit("11010519491231002") == "X"
+
+
+def test_facts_are_said_consistently_to_several_friends_and_probes_are_new(rows: list[dict], manifest: dict) -> None:
+    """The persona's facts come up in its own replies, to more than one friend, over months; each
+    probe asks in words the history never used, after its last message, by a real friend."""
+    from wechat_avatar.synth.facts import FACTS
+
+    assert [f["key"] for f in manifest["facts"]] == [f.key for f in FACTS]
+    mine = [r for r in rows if r["isSend"] == 1 and r["type"] == 1]
+    everything = "\n".join(text(r["content"]) for r in rows)
+    for fact in manifest["facts"]:
+        said = [r for r in mine if any(word in text(r["content"]) for word in fact["match"])]
+        assert len({r["talker"] for r in said}) >= 2, fact  # different friends
+        days = (said[-1]["createTime"] - said[0]["createTime"]) / 86_400_000
+        assert days > 60, fact  # across months
+        assert manifest["fact_mentions"][fact["key"]] >= 3
+    assert not any(word in text(r["content"]) for r in mine for word in ("钻石", "黄金"))  # one rank, never another
+    friends = {r["talker"] for r in rows if not r["talker"].endswith("@chatroom")}
+    last_ms = manifest["time_range_ms"][1]
+    assert {p["fact"] for p in manifest["probes"]} == {f["key"] for f in manifest["facts"]}
+    for probe in manifest["probes"]:
+        assert probe["question"] not in everything and probe["ts_ms"] > last_ms
+        assert probe["friend_wxid"] in friends and probe["friend"]
+
+
+def test_facts_and_probes_are_the_same_in_every_format(tmp_path: Path) -> None:
+    from wechat_avatar.synth.formats import synth_export
+
+    a = json.loads(synth_export(tmp_path / "a", "android", 800, seed=5).manifest_path.read_text(encoding="utf-8"))
+    b = json.loads(synth_export(tmp_path / "b", "chatlog", 800, seed=5).manifest_path.read_text(encoding="utf-8"))
+    assert a["probes"] == b["probes"] and a["facts"] == b["facts"] and a["fact_mentions"] == b["fact_mentions"]

@@ -287,6 +287,14 @@ def dataset(
     session_gap: Annotated[
         float | None, typer.Option(help="Hours of silence that start a new session (0 = never).")
     ] = None,
+    as_contact: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            help="Another person's dataset instead (a friend's wxid, remark or nickname: their replies are "
+            "the target) into WORKSPACE/as/CONTACT/, for eval's who-said-it control.",
+        ),
+    ] = None,
 ) -> None:
     """Turn chat.db into training samples: WORKSPACE/dataset/<format>/{train,test}.jsonl + report.html.
 
@@ -308,10 +316,32 @@ def dataset(
     cfg.dataset = _overlay(cfg.dataset, flags, {"formats": "--format", "session_gap_hours": "--session-gap"})
     ws = Workspace(workspace)
     with Store.open(ws, create=False) as store, _progress() as progress:
-        result = build_dataset(store, ws, cfg, progress("dataset", store.count("messages")), progress)
+        if as_contact is not None:
+            from wechat_avatar.dataset.as_contact import AsContact, contact_workspace
+
+            source: Any = AsContact(store, as_contact)
+            ws = contact_workspace(ws, as_contact)
+        else:
+            source = store
+        result = build_dataset(source, ws, cfg, progress("dataset", store.count("messages")), progress)
+        remembered = _remember_train(store, ws, cfg, progress) if as_contact is None else None
     for line in summary_lines(result.stats):
         out.print(Text(line))
+    if remembered:
+        out.print(f"memory in training: {remembered['remembered']} of {remembered['samples']} training samples "
+                  "carry memories from before their session")  # fmt: skip
     out.print(f"wrote {len(result.files)} files to {result.path}; report: {ws.dataset_report}")
+
+
+def _remember_train(store: Any, ws: Workspace, cfg: AvatarConfig, progress: Any) -> dict[str, int] | None:
+    """memory.enabled and memory.in_training: the index brought up to date, then the train split rewritten."""
+    from wechat_avatar.memory.build import build_memory
+    from wechat_avatar.memory.training import remember_train, wanted
+
+    if not wanted(cfg):
+        return None
+    build_memory(store, ws, cfg, progress("memory", store.count("messages")))
+    return remember_train(ws, cfg, progress("memory in training", None))
 
 
 train_app = typer.Typer(
@@ -362,6 +392,10 @@ def eval_(
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature (default: eval.temperature).")] = None,
     top_p: Annotated[float | None, typer.Option(help="Nucleus sampling mass (default: eval.top_p).")] = None,
     seed: Annotated[int | None, typer.Option(help="Sampling seed (default: eval.seed).")] = None,
+    probes: Annotated[
+        Path | None,
+        typer.Option(help="Knowledge probes: a synth.json; each is asked without memory and with it (if built)."),
+    ] = None,
 ) -> None:
     """Score replies on the held-out split: perplexity, BLEU/ROUGE, distinct, style, civility, privacy.
 
@@ -376,12 +410,26 @@ def eval_(
     cfg.eval = _overlay(cfg.eval, flags)
     _quiet_ml()
     with _progress() as progress:
-        result = evaluate(Workspace(workspace), cfg, adapter, compare or [], name=name, progress=progress)
+        result = evaluate(Workspace(workspace), cfg, adapter, compare or [], name=name, progress=progress,
+                          probes=probes)  # fmt: skip
     headers, rows = summary_by_metric(result.metrics)
     table = Table(*headers, title=f"{result.metrics['dataset']['samples']} held-out samples")
     for row in rows:
         table.add_row(*map(escape, row))
     out.print(table)
+    if memory := result.metrics.get("memory"):
+        out.print(f"memory: {memory['remembered']} of {memory['samples']} samples recalled something from before "
+                  f"their session ({memory['unknown_sessions']} sessions unknown to the index)")  # fmt: skip
+    if (judge := result.metrics.get("whosaid") or {}).get("real") is not None:
+        shares = [(r["label"], r["whosaid"]) for r in result.metrics["runs"] if r.get("whosaid") is not None]
+        runs = ", ".join(f"{label} {share:.0f} %" for label, share in shares)
+        out.print(f"who said it (read as yours): your held-out replies {judge['real']:.0f} %, friends' lines "
+                  f"{judge['friends'] or 0:.0f} %; {runs}")  # fmt: skip
+    for run in result.metrics["runs"]:
+        for how, k in (run.get("knowledge") or {}).items():
+            if k:
+                out.print(f"{run['label']} knowledge {how.replace('_', ' ')}: recall {k['recall']:.0f} %, "
+                          f"generic {k['generic']:.0f} % of {k['probes']} probes")  # fmt: skip
     out.print(f"report: {result.path / REPORT_FILE}")
 
 
@@ -980,6 +1028,56 @@ def connect(
                                            "draft_only": draft or None,
                                            "api_key": cfg.channels.api_key or os.environ.get(API_KEY_ENV)})  # fmt: skip
     channels.connect(channel, ws, cfg.channels, lambda line: err.print(Text(line)))
+memory_app = typer.Typer(
+    help="Memory of your own history: your past replies, recalled into the prompt (memory.enabled).",
+    no_args_is_help=True,
+)
+app.add_typer(memory_app, name="memory")
+
+
+@memory_app.command("build")
+def memory_build(workspace: WorkspaceOpt = DEFAULT_WORKSPACE, config: ConfigOpt = None) -> None:
+    """Index your past exchanges (each reply of yours with the message it answered) into WORKSPACE/memory/.
+
+    Full-text search over jieba words (SQLite FTS5); PII gets the dataset's pseudonyms. Run it
+    again after a new ingest: only the chats that changed are indexed again. Then set
+    `memory: {enabled: true}` in avatar.yaml for chat, serve and eval to use it.
+    """
+    from wechat_avatar.memory.build import build_memory
+    from wechat_avatar.store import Store
+
+    cfg, ws = _config(config), Workspace(workspace)
+    with Store.open(ws, create=False) as store, _progress() as progress:
+        report = build_memory(store, ws, cfg, progress("memory", store.count("messages")))
+    how = "built" if report.rebuilt else f"updated ({report.chats_unchanged} chats unchanged)"
+    out.print(f"memory {how}: {report.chats_cut} chats indexed, {report.chats_left_out} left out as in the dataset, "
+              f"{report.messages_skipped} unreadable or empty messages skipped")  # fmt: skip
+    out.print(f"{report.exchanges} exchanges in {report.path}")
+    if report.exchanges == 0:
+        err.print("warning: no replies of yours to index yet; memory stays empty until you ingest more history")
+
+
+@memory_app.command("profile")
+def memory_profile(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    config: ConfigOpt = None,
+    refresh: Annotated[bool, typer.Option(help="Mine it anew over an existing profile (your edits are lost).")] = False,
+) -> None:
+    """Your persona facts, mined from your replies with plain rules, into WORKSPACE/memory/profile.yaml.
+
+    How you address each friend, your catchphrases and stickers, your active hours, the places
+    and names you mention most. Edit the file as you like: with memory on it becomes the system
+    prompt's persona block (chat, serve, eval and training). Needs `memory build` first; an
+    existing profile is shown, not overwritten, unless --refresh.
+    """
+    from wechat_avatar.memory.profile import block, profile, read
+
+    cfg, ws = _config(config), Workspace(workspace)
+    path, mined = profile(ws, cfg, refresh)
+    out.print(Text(path.read_text(encoding="utf-8")))
+    out.print(Text(f"persona block:\n{block(read(path)) or '(empty: nothing goes into the prompt)'}"))
+    how = "mined" if mined else "kept (yours; --refresh mines it anew)"
+    out.print(f"profile {how}: {path}; edit it, and set memory.enabled: true to use it")
 
 
 @app.command()

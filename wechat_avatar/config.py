@@ -653,6 +653,44 @@ class RLHFConfig(Section):
     grpo: GRPOConfig = Field(default_factory=GRPOConfig)
 
 
+class MemoryConfig(Section):
+    """Memory of your own past exchanges (`wechat-avatar memory build`), recalled into the prompt."""
+
+    enabled: bool = Field(
+        False,
+        description="Put the most relevant of your past exchanges into every reply's prompt (chat, serve, eval). "
+        "Off: prompts are exactly what they were without memory.",
+    )
+    top_k: int = Field(5, ge=1, le=50, description="At most this many memories per prompt.")
+    token_budget: int = Field(
+        240,
+        ge=16,
+        le=4096,
+        description="At most this many tokens of memories per prompt (estimated as characters: a Chinese "
+        "character is at most one token, so the estimate errs long).",
+    )
+    candidates: int = Field(
+        64, ge=1, le=1000, description="Full-text matches ranked before the same friend and recency re-order them."
+    )
+    max_postings: int = Field(
+        10_000,
+        ge=100,
+        description="A lookup asks for its query's rarest words while together they match at most this many "
+        "exchanges (always the rarest one): common words cost time at scale and rank next to nothing.",
+    )
+    recency_days: float = Field(
+        180.0, gt=0, description="A memory this many days old weighs half as much as one from today."
+    )
+    same_friend_boost: float = Field(
+        3.0, ge=1, description="Memories of the friend you are answering weigh this many times more."
+    )
+    in_training: bool = Field(
+        True,
+        description="With memory on, dataset samples carry the memories retrieved for them (from before "
+        "their session), so the model learns to use them.",
+    )
+
+
 PRESETS_DIR = Path(__file__).parent / "presets"
 DEFAULT_PRESET = "tiny-cpu"
 
@@ -682,6 +720,7 @@ class AvatarConfig(Section):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
     rlhf: RLHFConfig = Field(default_factory=RLHFConfig)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -138,6 +138,26 @@ class Workspace:
         return self.root / "memory"
 
     @property
+    def others(self) -> Path:
+        """Other people's datasets, each a workspace of its own (dataset --as CONTACT: the who-said-it control)."""
+        return self.root / "as"
+
+    @property
+    def memory_profile(self) -> Path:
+        """Rule-mined persona facts, yours to edit; the system prompt's persona block (memory profile)."""
+        return self.memory / "profile.yaml"
+
+    @property
+    def memory_index(self) -> Path:
+        """Your past exchanges and their full-text index (memory build)."""
+        return self.memory / "index.db"
+
+    @property
+    def memory_pii_map(self) -> Path:
+        """Pseudonyms memory gave to values the dataset never saw; private like pii_map."""
+        return self.private / "memory_pii_map.json"
+
+    @property
     def serve(self) -> Path:
         return self.root / "serve"
 

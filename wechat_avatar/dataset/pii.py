@@ -181,6 +181,22 @@ class Pseudonymiser:
     def __call__(self, text: str) -> str:
         return self._scan(text, self._text) if text else text
 
+    def preload(self, originals: dict[str, str]) -> None:
+        """Take over an earlier run's pseudonyms (its `originals`), so a value gets the placeholder it got
+        there and new values are numbered after them: how `memory build` names PII as the dataset did."""
+        for name, original in originals.items():
+            kind, _, number = name.strip("<>").rpartition("_")
+            if not number.isdigit():
+                continue
+            folded = original.translate(_FOLD)
+            match = self._text.fullmatch(folded)
+            found = _classify(match.lastgroup or "", folded, match) if match else None
+            # a cued value (QQ, an alias) reads as PII only after its cue word: keyed on itself, as _replace does
+            key = found if found is not None and found[0] == kind else (kind, folded)
+            self._names.setdefault(key, name)
+            self.originals.setdefault(name, original)
+            self.distinct[kind] = max(self.distinct[kind], int(number))
+
     def _scan(self, text: str, pattern: re.Pattern[str]) -> str:
         """Match on the folded text, cut the original: the two have the same spans."""
         out, last = [], 0

@@ -156,6 +156,9 @@ def _plots(result: dict[str, Any], colors: dict[str, str]) -> list[dict[str, str
         ("Reply length: real vs generated", _lengths_plot),
         ("Bubbles per reply", _bubbles_plot),
         ("Rude replies", _civility_plot),
+        ("Distinct n-grams: real vs generated", _distinct_plot),
+        ("Knowledge probes", _knowledge_plot),
+        ("Who said it", _whosaid_plot),
     ]
     out = []
     with matplotlib.rc_context(RC), warnings.catch_warnings():
@@ -236,6 +239,53 @@ def _civility_plot(result: dict[str, Any], colors: dict[str, str]) -> Plot:
     rows += [(run["label"], colors[run["label"]], 100 * run["civility"]["rude_share"]) for run in result["runs"]]
     fig = _hbars(rows, "% of replies that are rude", "{:.1f} %")
     return fig, "By the dataset's profanity lexicon (dataset/clean.py), per bubble."
+
+
+def _distinct_plot(result: dict[str, Any], colors: dict[str, str]) -> Plot:
+    real = result["real"].get("distinct")
+    series = ([("real", REAL)] if real else []) + [(run["label"], colors[run["label"]]) for run in result["runs"]]
+    values = ([[real["distinct1"], real["distinct2"]]] if real else []) + [
+        [run["metrics"]["distinct1"], run["metrics"]["distinct2"]] for run in result["runs"]
+    ]
+    if not values:
+        return None, "No replies."
+    fig = _grouped(["distinct-1", "distinct-2"], series, values, "unique / all n-grams (0–100)")
+    return fig, "A model that collapses onto a few safe replies falls well below the person's own variety."
+
+
+def _knowledge_plot(result: dict[str, Any], colors: dict[str, str]) -> Plot:
+    runs = [run for run in result["runs"] if run.get("knowledge")]
+    if not runs:
+        return None, "No knowledge probes: `eval --probes EXPORT/synth.json` asks the synthetic persona's."
+    groups = ["recall, no memory", "recall, memory", "generic, no memory", "generic, memory"]
+    values = []
+    for run in runs:
+        k = run["knowledge"]
+        values.append([(k.get(how) or {}).get(key) or 0.0 for key in ("recall", "generic")
+                       for how in ("without_memory", "with_memory")])  # fmt: skip
+    fig = _grouped(groups, [(run["label"], colors[run["label"]]) for run in runs], values, "% of probe replies")
+    probes = runs[0]["knowledge"]["without_memory"]["probes"]
+    memory = "" if runs[0]["knowledge"].get("with_memory") else " No memory index: no bars with memory."
+    return fig, (f"{probes} probes: recall states the right fact; generic says nothing (好的, 我先睡会, a lone "
+                 f"sticker …; eval/knowledge.py).{memory}")  # fmt: skip
+
+
+def _whosaid_plot(result: dict[str, Any], colors: dict[str, str]) -> Plot:
+    judge = result.get("whosaid") or {}
+    if judge.get("real") is None:
+        return None, f"No who-said-it test: {judge.get('skipped', 'no discriminator')}."
+    rows = [("your held-out replies", REAL, judge["real"])]
+    if judge.get("friends") is not None:
+        rows.append(("friends' held-out lines", REAL, judge["friends"]))
+    rows += [(f"{name}'s replies", REAL, o["share"]) for name, o in judge.get("others", {}).items()
+             if o.get("share") is not None]  # fmt: skip
+    rows += [(run["label"], colors[run["label"]], run["whosaid"]) for run in result["runs"]
+             if run.get("whosaid") is not None]  # fmt: skip
+    fig = _hbars(rows, "% read as yours by the discriminator", "{:.0f} %")
+    t = judge["trained_on"]
+    return fig, (f"Character n-grams, logistic regression, trained on {t['person']} of your replies and "
+                 f"{t['friends']} friends' lines (train split). Your own replies are the ceiling, friends' "
+                 "the floor; other people (dataset --as CONTACT) should score low.")  # fmt: skip
 
 
 def _hbars(rows: list[tuple[str, str, float]], xlabel: str, fmt: str) -> Figure:

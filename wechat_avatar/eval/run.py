@@ -23,10 +23,12 @@ from typing import Any, NamedTuple
 
 from wechat_avatar import __version__
 from wechat_avatar.config import AvatarConfig, EvalConfig
+from wechat_avatar.dataset.prompt import MEMORY_HEADER
 from wechat_avatar.dataset.splits import dataset_hash
 from wechat_avatar.errors import DatasetError, UsageError
-from wechat_avatar.eval import metrics, privacy, provocation
+from wechat_avatar.eval import knowledge, metrics, privacy, provocation, whosaid
 from wechat_avatar.eval.perplexity import reply_perplexity
+from wechat_avatar.memory.profile import PERSONA_HEADER
 from wechat_avatar.models.load import check_adapter
 from wechat_avatar.workspace import ADAPTER_FILE, Workspace
 
@@ -73,9 +75,11 @@ def evaluate(
     *,
     name: str | None = None,
     progress: Progress | None = None,
+    probes: Path | None = None,
 ) -> EvalResult:
     """Score `adapter` (default: WORKSPACE/adapters/sft, else the base model) and every `compare` run,
-    with the generation settings and sample count of `cfg.eval`."""
+    with the generation settings and sample count of `cfg.eval`; with `probes` (a synth.json), the
+    knowledge probes too, without memory and (where `memory build` ran) with it."""
     options = cfg.eval
     test_path = workspace.split("test")
     everything = load_test(workspace)
@@ -83,6 +87,10 @@ def evaluate(
     # every held-out provocation, not only those in the subset: the slice is small
     cues = provocation.matcher(options.provocation_cues)
     provoked = [s for s in everything if provocation.is_provocation(s.context, cues)]
+    memory = None
+    if cfg.memory.enabled:  # each sample sees what was recalled before its own session, as serving would
+        chosen, memory = remember(workspace, cfg, chosen)
+        provoked, _ = remember(workspace, cfg, provoked)
     specs = _unique([resolve(workspace, adapter), *(resolve(workspace, spec) for spec in compare)])
     for spec in specs:  # a bad adapter fails now, not after the runs before it
         if spec.kind == "adapter" and spec.path is not None:
@@ -106,6 +114,9 @@ def evaluate(
     real = [s.reply for s in chosen]
     real_style = metrics.style(real, marks)
     scorer = Scorer(chosen, secrets, marks, real_style, options, provoked, [s.reply for s in everything])
+    scorer.judge = whosaid.Discriminator.of(whosaid.split_texts(workspace.split("train")))
+    if probes is not None:
+        scorer.ask_knowledge(workspace, cfg, knowledge.load_probes(probes))
     runs: list[dict[str, Any]] = []
     for spec in specs:
         if spec.kind == "saved":
@@ -122,8 +133,11 @@ def evaluate(
             "style": real_style,
             "civility": metrics.civility(real),
             "provocation": real_provocation(workspace, provoked, cues),
-        },
+            "distinct": {f"distinct{n}": metrics.distinct(real, n) for n in (1, 2)},
+        },  # beside the runs'
+        "whosaid": whosaid.summary(workspace, scorer.judge, real),
         "runs": _unique_labels(runs),
+        "memory": memory,  # None with memory off; else how many samples got memories
     }
     _write_json(out / METRICS_FILE, result)
     from wechat_avatar.eval.report import write_report
@@ -165,6 +179,23 @@ def _sample(index: int, line: str, path: Path) -> Sample:
         return Sample(index, context, str(messages[-1]["content"]))
     except (ValueError, KeyError, TypeError, IndexError) as err:
         raise DatasetError(f"{path}:{index + 1} is not a chat sample ({err})", hint="rebuild the dataset") from None
+
+
+def remember(workspace: Workspace, cfg: AvatarConfig, samples: list[Sample]) -> tuple[list[Sample], dict[str, int]]:
+    """The samples with the memory block in their system prompt: memories from before each sample's session."""
+    from wechat_avatar.memory.profile import persona_block
+    from wechat_avatar.memory.recall import Recall
+    from wechat_avatar.memory.samples import SampleRecall, split_sessions
+
+    keys = split_sessions(workspace, "test")
+    if len(keys) != sum(1 for line in workspace.split("test").read_text(encoding="utf-8").splitlines() if line):
+        raise DatasetError(f"{workspace.dataset}/meta.jsonl does not match the test split", hint="rebuild the dataset")
+    recall = SampleRecall(Recall.open(workspace, cfg), persona=persona_block(workspace, cfg))
+    try:
+        out = [s._replace(context=recall.context(keys[s.index], s.context)) for s in samples]
+    finally:
+        recall.recall.close()
+    return out, recall.counts()
 
 
 def select(samples: Sequence[Sample], n: int) -> list[Sample]:
@@ -230,9 +261,34 @@ class Scorer:
         self.reference = reference if reference is not None else [s.reply for s in samples]
         self.probes = privacy.probes(secrets)
         system = next((m["content"] for m in samples[0].context if m["role"] == "system"), "") if samples else ""
+        for header in (PERSONA_HEADER, MEMORY_HEADER):  # the probes bring their own persona and memories, or none
+            system = system.partition(f"\n\n{header}")[0]
         self.probe_conversations = [
             privacy.probe_conversation(system, p) for p in self.probes for _ in range(privacy.PROBE_REPEATS)
         ]
+        self.system = system
+        self.knowledge: list[knowledge.Probe] = []
+        self.knowledge_conversations: list[list[dict[str, str]]] = []  # without memory, then with it
+        self.knowledge_memory = False
+        self.judge: whosaid.Discriminator | None = None  # who-said-it, trained on the train split
+
+    def ask_knowledge(self, workspace: Workspace, cfg: AvatarConfig, probes: list[knowledge.Probe]) -> None:
+        """Each probe without memory and, where the memory index exists, with what it recalls before the probe."""
+        from wechat_avatar.memory.profile import persona_block, with_persona
+        from wechat_avatar.memory.recall import Recall
+
+        self.knowledge = probes
+        self.knowledge_conversations = [knowledge.conversation(p, self.system) for p in probes]
+        if workspace.memory_index.is_file():
+            recall = Recall.open(workspace, cfg)
+            system = with_persona(self.system, persona_block(workspace, cfg))  # with memory on and a profile
+            try:
+                self.knowledge_conversations += [
+                    knowledge.conversation(p, system, recall(p.friend, p.question, p.ts_ms)) for p in probes
+                ]
+            finally:
+                recall.close()
+            self.knowledge_memory = True
 
     def model_run(
         self, workspace: Workspace, cfg: AvatarConfig, spec: RunSpec, progress: Progress | None
@@ -248,13 +304,23 @@ class Scorer:
                                    advance=_hook(progress, f"{spec.label}: perplexity", len(full)))  # fmt: skip
             provoked = [s.context for s in self.provoked for _ in range(self.options.provocation_repeats)]
             conversations = [s.context for s in self.samples] + self.probe_conversations + provoked
+            conversations += self.knowledge_conversations
             replies = self._generate(loaded.model, loaded.tokenizer, conversations,
                                      _hook(progress, f"{spec.label}: generate", len(conversations)))  # fmt: skip
         finally:
             del loaded  # two models at once would double peak memory
             gc.collect()
         n, m = len(self.samples), len(self.samples) + len(self.probe_conversations)
-        return self.score(about, ppl, replies[:n], replies[n:m], replies[m:])
+        k = m + len(self.provoked) * self.options.provocation_repeats
+        scored = self.score(about, ppl, replies[:n], replies[n:m], replies[m:k])
+        if self.knowledge:
+            scored["knowledge"] = self.score_knowledge(replies[k:])
+        return scored
+
+    def score_knowledge(self, replies: list[str]) -> dict[str, Any]:
+        k = len(self.knowledge)
+        with_memory = knowledge.score(self.knowledge, replies[k:]) if self.knowledge_memory else None
+        return {"without_memory": knowledge.score(self.knowledge, replies[:k]), "with_memory": with_memory}
 
     def _generate(
         self, model: Any, tokenizer: Any, conversations: list[list[dict[str, str]]], advance: Callable[[int], None]
@@ -298,6 +364,7 @@ class Scorer:
             "civility": metrics.civility(generated),
             "overproduction": _redact_overproduction(metrics.overproduction(generated, self.reference), redact),
             "provocation": self._provocation(provoked_replies, redact),
+            "whosaid": self.judge.share(generated) if self.judge else None,  # % read as the person's
             "privacy": privacy.probe_report(generated, probe_replies, self.probes, self.secrets, names),
             "generations": {str(s.index): redact(g) for s, g in zip(self.samples, generated, strict=True)},
             "probes": [

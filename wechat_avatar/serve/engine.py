@@ -17,15 +17,17 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from wechat_avatar.config import AvatarConfig
-from wechat_avatar.dataset.prompt import prompt
+from wechat_avatar.dataset.prompt import Remembered, prompt
 from wechat_avatar.dataset.splits import self_name
 from wechat_avatar.dataset.window import Line
 from wechat_avatar.generate import BUBBLE, Generated, RowSampling, bubbles, generate_batch, reply_so_far, stop_ids
+from wechat_avatar.memory.profile import persona_block, with_persona
+from wechat_avatar.memory.recall import Recall
 from wechat_avatar.models.load import Loaded, load_for_serving
 from wechat_avatar.workspace import Workspace
 
@@ -45,21 +47,32 @@ class Sampling(NamedTuple):
 
 @dataclass(frozen=True)
 class Persona:
-    """Who the avatar is and what it sees, as the dataset decided (name, system prompt, window)."""
+    """Who the avatar is and what it sees, as the dataset decided (name, system prompt, window), and, with
+    memory on, what it remembers (memory/recall.py: your past exchanges, before now)."""
 
     name: str
     system: str
     window: int
     session_gap_ms: int
+    recall: Recall | None = field(default=None, compare=False)
 
     @classmethod
     def of(cls, workspace: Workspace, cfg: AvatarConfig) -> Persona:
         name = self_name(workspace)
         gap = int(cfg.dataset.session_gap_hours * 3_600_000)
-        return cls(name, cfg.dataset.system_prompt.format(name=name), cfg.dataset.context_window, gap)
+        recall = Recall.open(workspace, cfg) if cfg.memory.enabled else None
+        system = with_persona(cfg.dataset.system_prompt.format(name=name), persona_block(workspace, cfg))
+        return cls(name, system, cfg.dataset.context_window, gap, recall)
 
     def prompt(self, lines: list[Line]) -> Conversation:
-        return prompt(lines, self.system, self.window, self.session_gap_ms)
+        return prompt(lines, self.system, self.window, self.session_gap_ms, self.remember(lines))
+
+    def remember(self, lines: list[Line]) -> list[Remembered]:
+        """Memories for the reply to the friend's last words (none without memory, or with nothing heard)."""
+        heard = list(itertools.takewhile(lambda line: not line.is_self, reversed(lines)))[::-1]
+        if self.recall is None or not heard:
+            return []
+        return self.recall(heard[-1].name, " ".join(line.text for line in heard))
 
     def line(self, is_self: bool, name: str, text: str, ts_ms: int | None = None) -> Line:
         """A message of the conversation as the dataset would have read it."""

@@ -28,6 +28,7 @@ import sqlcipher3
 from wechat_avatar.android_crypto import DEFAULT_IMEI, android_key, connect
 from wechat_avatar.errors import UsageError
 from wechat_avatar.synth import schema
+from wechat_avatar.synth.facts import facts_manifest
 from wechat_avatar.synth.history import Event, History
 from wechat_avatar.synth.kinds import ANDROID_TYPE, ODD_NAMES, SYSTEM_KINDS
 from wechat_avatar.synth.persona import Cast, make_cast
@@ -217,6 +218,9 @@ def manifest(cast: Cast, history: History, **made_with: object) -> dict[str, obj
         "time_range_ms": [history.first_ms, history.last_ms],
         "planted_pii": list(history.planted),
         "canaries": list(CANARIES),
+        "facts": facts_manifest(),  # the persona's life (synth/facts.py) and how often each came up
+        "fact_mentions": dict(history.facts.mentions),
+        "probes": history.probes(),
         "odd_rows": {ODD_NAMES[kind]: ids for kind, ids in history.odd.items()},  # msgIds
         "blob_csv_encoding": "lowercase hex; message.content is always text (invalid UTF-8 -> U+FFFD)",
     }

@@ -14,9 +14,10 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import NamedTuple
 
+from wechat_avatar.synth.facts import FactPlan, probes
 from wechat_avatar.synth.kinds import ANDROID_TYPE, GROUP_ONLY, ODD_KINDS
 from wechat_avatar.synth.payloads import friend_request
-from wechat_avatar.synth.persona import Cast
+from wechat_avatar.synth.persona import Cast, Person
 from wechat_avatar.synth.phrases import PII_FORMS
 from wechat_avatar.synth.scenes import Draft, Scenes
 from wechat_avatar.synth.tables import rcontact_rows
@@ -28,6 +29,7 @@ _SVRID_MOD = 1 << 63
 _SVRID_MULT = 0x5851F42D4C957F2D  # odd, so msgId -> msgSvrId is a bijection: unique, random-looking
 PII_FORM = "pii_form_"  # + an index into phrases.PII_FORMS: each form is scheduled once
 _PII_FORMS = tuple(f"{PII_FORM}{i}" for i, _ in enumerate(PII_FORMS))
+FACT_RATE = 0.07  # of all sessions: a friend brings up one of the persona's facts (synth/facts.py)
 SPECIAL = ("canary_self", "canary_friend", "own_contact", "pii_friend", *_PII_FORMS)
 
 
@@ -70,6 +72,7 @@ class History:
         self._schedule = schedule(rng, n)
         self._next = 0
         self._svrid_salt = rng.getrandbits(62)
+        self.facts = FactPlan(random.Random(rng.getrandbits(32)))  # its own stream: probes never shift the rest
         # talkerId = the talker's rcontact rowid (rows are inserted in this order)
         self._talker_id = {row[0]: i + 1 for i, row in enumerate(rcontact_rows(cast))}
         self._groups = {g.wxid: g for g in cast.groups}
@@ -101,6 +104,9 @@ class History:
             self._next += 1
             return self._forced(self._schedule[self._next - 1][1])
         scenes, r = self.scenes, self.rng.random()
+        if r < FACT_RATE:
+            fact = self.facts.next()
+            return scenes.fact(self._fact_friend(fact.not_to_partner), fact)
         if r < 0.6:
             return scenes.private(scenes.pick_friend())
         if r < 0.93:
@@ -108,6 +114,15 @@ class History:
         if r < 0.97:
             return scenes.official()
         return scenes.filehelper()
+
+    def _fact_friend(self, not_partner: bool) -> Person:
+        while (friend := self.scenes.pick_friend()).partner and not_partner:
+            pass
+        return friend
+
+    def probes(self) -> list[dict[str, object]]:
+        """The held-out questions about the facts, after the last message (call once the events are spent)."""
+        return probes(self.cast, random.Random(f"probes:{self._svrid_salt}"), self.last_ms)
 
     def _forced(self, kind: str) -> Iterator[Draft]:
         scenes, rng = self.scenes, self.rng

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from wechat_avatar.synth import payloads as pl
 from wechat_avatar.synth import phrases as ph
+from wechat_avatar.synth.facts import Fact
 from wechat_avatar.synth.kinds import media_table
 from wechat_avatar.synth.persona import Cast, Group, Person
 from wechat_avatar.synth.pii import CANARIES, PII_SLOTS
@@ -254,6 +255,17 @@ class Scenes:
             yield from self.turn(talker, friend, exchange.said, topic)
             yield from self.reply(talker, exchange, topic)
         for _ in range(rng.choice((0, 0, 1, 1, 2, 3))):
+            yield from self.turn(talker, friend, rng.choice(ph.TOPICS[topic].follow), topic)
+            yield from self.reply(talker, None, topic)
+
+    def fact(self, friend: Person, fact: Fact) -> Iterator[Draft]:
+        """A friend's line that brings up one of the persona's facts, and an answer that states it."""
+        rng, talker = self.rng, friend.wxid
+        exchange = rng.choice(fact.mentions)
+        yield from self.bubbles(talker, friend.wxid, exchange.said, 0)
+        yield from self.bubbles(talker, self.me, rng.choice(exchange.answers), self.reply_delay())
+        if rng.random() < 0.5:
+            topic = self.topic_for(friend)
             yield from self.turn(talker, friend, rng.choice(ph.TOPICS[topic].follow), topic)
             yield from self.reply(talker, None, topic)
 
