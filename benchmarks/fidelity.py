@@ -71,7 +71,7 @@ def figures(ws: Path, name: str) -> list[dict[str, Any]]:
     for run in metrics["runs"]:
         k = run.get("knowledge") or {}
         out.append({
-            "run": run["label"], "ppl": run["metrics"]["perplexity"], "style_gap": run["style_gap"],
+            "run": run["label"], "ppl": run["metrics"]["perplexity"], "style_gap": run["style_gap"].get("mean_abs"),
             "distinct": (run["metrics"].get("distinct1"), run["metrics"].get("distinct2")),
             "whosaid": run.get("whosaid"), **{f"{how}_{key}": (k.get(how) or {}).get(key)
                                               for how in ("without_memory", "with_memory")
