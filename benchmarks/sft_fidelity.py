@@ -50,6 +50,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
                                                        "lora_r": 64, "lora_alpha": 128}},
     "before, pretrain 600 steps": {**BEFORE, "model": {"tiny": {"pretrain_steps": 600}}},
     "after": {},  # the tiny-cpu preset as shipped: the same training, sampled at T 1.0 / top_p 1.0
+    # is the base under-trained? the same SFT and sampling as `after`, on a base pre-trained 4x longer
+    "after, pretrain 600 steps": {"model": {"tiny": {"pretrain_steps": 600}}},
 }  # fmt: skip
 
 
