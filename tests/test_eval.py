@@ -44,7 +44,9 @@ def test_eval_sft_against_base_then_reread(workspace: Path) -> None:
     # the adapter learnt the person: the real held-out replies are likelier with it than without
     assert sft["metrics"]["perplexity"] < base["metrics"]["perplexity"]
     html = (out / "report.html").read_text(encoding="utf-8")
-    assert html.count("<svg") == 5 and html.count('class="sample"') == 4
+    # scores, perplexity, lengths, bubbles, civility, distinct, who-said-it (no knowledge probes asked)
+    assert html.count("<svg") == 7 and html.count('class="sample"') == 4
+    assert "Who said it" in html
     assert str(workspace / "adapters" / "sft") in html and "<td>base</td>" in html
 
     # an earlier eval folder is read back, not rerun: same numbers, no model needed

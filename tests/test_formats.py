@@ -96,8 +96,11 @@ def test_phone_pc_and_pywxdump_merge_into_one_history(export: Any, formats: dict
     assert "added 1500, already stored 0, merged 0" in first.stdout  # the phone
     assert first.stdout.count("added 0, already stored 0, merged 1500") == 2  # PC 3.x and PyWxDump
     assert sorted(stored(ws)) == sorted(stored(phone))  # exactly the phone's messages and texts
-    again = run_cli("ingest", *args)
-    assert again.stdout.count("added 0, already stored 1500, merged 0") == 3
+    again = run_cli("ingest", *args)  # incremental: the phone resumes after its last msgId and reads nothing
+    assert "read 0, added 0, already stored 0, merged 0" in again.stdout, again.stdout
+    assert again.stdout.count("added 0, already stored 1500, merged 0") == 2  # PC 3.x and PyWxDump
+    full = run_cli("ingest", *args, "--full")  # every row read again, and still none added
+    assert full.stdout.count("added 0, already stored 1500, merged 0") == 3, full.stdout
     merges = sqlite3.connect(ws / "chat.db").execute("SELECT source, matched_on, count(*) FROM merges GROUP BY 1, 2")
     assert sorted(merges) == [("pc3:wxid_avatar_self", "server_id", 1500),
                               ("pywxdump:wxid_avatar_self", "server_id", 1500)]  # fmt: skip

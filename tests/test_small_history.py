@@ -82,6 +82,8 @@ def test_run_on_one_session_trains_and_says_why_eval_cannot(tmp_path: Path) -> N
     assert "Traceback" not in result.stderr
     assert re.search(r"dataset: \d+ train / 0 test samples", result.stderr)
     assert "eval: skipped: test split: empty (one conversation session" in result.stderr
+    assert "sample: skipped: RLHF samples held-out contexts" in result.stderr  # and the RLHF stages after it
+    assert "ppo: skipped:" in result.stderr and not (ws / "adapters" / "ppo").exists()
     assert (ws / "adapters" / "sft" / "adapter_config.json").is_file()
     with_self = run_cli("stats", "--workspace", ws, "--json")
     assert json.loads(with_self.stdout)["account"]["wxid"] == "wxid_me"

@@ -100,11 +100,15 @@ def _rlhf_stages(ws: Workspace, cfg: AvatarConfig, progress: Progress | None, lo
     return [stage for name, stage in every.items() if name in r.stages]
 
 
+class Skipped(Exception):
+    """A stage with nothing to work on (say, no held-out split): it and the stages after it are skipped."""
+
+
 def run_pipeline(workspace: Workspace, cfg: AvatarConfig, *, force: bool = False, progress: Progress | None = None,
                  log: Log = print) -> list[tuple[str, str]]:  # fmt: skip
     """Run what is stale, in order; returns (stage, what happened) for each."""
     done: list[tuple[str, str]] = []
-    rerun = force
+    rerun, skipped = force, None
     for stage in stages(workspace, cfg, progress, log):
         stamp = workspace.stamp(stage.name)
         digest = _digest(stage.settings)
@@ -119,8 +123,18 @@ def run_pipeline(workspace: Workspace, cfg: AvatarConfig, *, force: bool = False
             log(f"{stage.name}: fresh, skipped")
             continue
         rerun = True  # everything downstream of a re-run stage runs again
+        if skipped is not None:
+            done.append((stage.name, f"skipped: {skipped}"))
+            log(f"{stage.name}: skipped: {skipped}")
+            continue
         log(f"{stage.name}: running")
-        summary = stage.run()
+        try:
+            summary = stage.run()
+        except Skipped as why:  # nothing to work on: this stage and those after it (they need its output)
+            skipped = f"{why} (at {stage.name})"
+            done.append((stage.name, f"skipped: {why}"))
+            log(f"{stage.name}: skipped: {why}")
+            continue
         stamp.parent.mkdir(parents=True, exist_ok=True)
         stamp.write_text(json.dumps({"settings": digest}), encoding="utf-8")
         done.append((stage.name, summary))
@@ -186,6 +200,10 @@ def _eval(workspace: Workspace, cfg: AvatarConfig, progress: Progress | None) ->
 def _sample(workspace: Workspace, cfg: AvatarConfig, progress: Progress | None) -> str:
     from wechat_avatar.rlhf.sample import sample
 
+    if not json.loads(workspace.manifest.read_text(encoding="utf-8"))["samples"]["test"]:
+        from wechat_avatar.dataset.report import NO_TEST_SPLIT
+
+        raise Skipped(f"RLHF samples held-out contexts, and the {NO_TEST_SPLIT}")
     done = sample(workspace, cfg, None, progress)
     return (f"{done.candidates} candidates for {done.contexts} contexts ({done.provocations} provocations, "
             f"{done.probes} probes)")  # fmt: skip
